@@ -1,0 +1,27 @@
+"""The `taskmark` command: one Typer app per command module, joined here.
+
+Commands import only what they need: ``validate``, ``graph``, ``schema`` and ``show`` never
+import Prefect or litellm.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from taskmark.cli import graph, schema, show, validate
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="taskmark",
+    help="Markdown LLM workflows, compiled into Prefect flows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+for command in (validate, graph, show, schema):
+    app.add_typer(command.app)
+
+
+def main() -> None:
+    """Run the CLI."""
+    app(prog_name="taskmark")

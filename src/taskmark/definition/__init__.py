@@ -1,0 +1,82 @@
+"""Definitions: markdown workflow files into validated models, with located errors.
+
+Text in, pydantic models out. This package imports neither Prefect nor litellm, so editors,
+linters and ``taskmark validate`` stay fast.
+"""
+
+from __future__ import annotations
+
+from taskmark.definition._expressions import FUNCTIONS, check_expression, evaluate
+from taskmark.definition._graph import render_graph
+from taskmark.definition._load import Report, load_definition, validate_file
+from taskmark.definition._model import (
+    AGGREGATE_KINDS,
+    Agent,
+    AgentStep,
+    AggregateStep,
+    CustomStep,
+    Definition,
+    NoteStep,
+    OutputField,
+    Phase,
+    Section,
+    Step,
+    ValidationStep,
+)
+from taskmark.definition._registry import known_step_kinds, register_step_kind
+from taskmark.definition._source import Location
+from taskmark.definition._spec import (
+    REQUIREMENT_TYPES,
+    STAGES,
+    AgentSettings,
+    CachePolicy,
+    CritiqueOptions,
+    InlineAgent,
+    LLMSettings,
+    Metadata,
+    PhaseOptions,
+    RefineOptions,
+    Requirement,
+    RetryPolicy,
+    Schedule,
+)
+from taskmark.definition._templates import environment as template_environment
+
+__all__ = [
+    "AGGREGATE_KINDS",
+    "FUNCTIONS",
+    "REQUIREMENT_TYPES",
+    "STAGES",
+    "Agent",
+    "AgentSettings",
+    "AgentStep",
+    "AggregateStep",
+    "CachePolicy",
+    "CritiqueOptions",
+    "CustomStep",
+    "Definition",
+    "InlineAgent",
+    "LLMSettings",
+    "Location",
+    "Metadata",
+    "NoteStep",
+    "OutputField",
+    "Phase",
+    "PhaseOptions",
+    "RefineOptions",
+    "Report",
+    "Requirement",
+    "RetryPolicy",
+    "Schedule",
+    "Section",
+    "Step",
+    "ValidationStep",
+    "check_expression",
+    "evaluate",
+    "known_step_kinds",
+    "load_definition",
+    "register_step_kind",
+    "render_graph",
+    "template_environment",
+    "validate_file",
+]

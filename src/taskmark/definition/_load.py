@@ -1,0 +1,347 @@
+"""Reading and validating a definition: every error of a file, sorted by line."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from taskmark.definition._agents import AgentFinder, agent_from_inline
+from taskmark.definition._expressions import check_expression
+from taskmark.definition._graph import ancestors, find_cycles
+from taskmark.definition._markdown import RawBlock, RawPhase, RawSection, parse_markdown
+from taskmark.definition._model import (
+    Agent,
+    AgentStep,
+    AggregateStep,
+    Definition,
+    OutputField,
+    Phase,
+    Section,
+    Step,
+    ValidationStep,
+)
+from taskmark.definition._source import Location, Reporter, Source, did_you_mean, read_source
+from taskmark.definition._spec import CritiqueOptions, Metadata, PhaseOptions, RefineOptions, Spec, matches_type
+from taskmark.definition._steps import parse_agent_name, parse_output, parse_step
+from taskmark.definition._templates import check_template
+from taskmark.definition._validation import validate_spec
+from taskmark.definition._yaml import Spans, load_yaml
+from taskmark.errors import DefinitionError, Diagnostic
+
+__all__ = ["Report", "load_definition", "validate_file"]
+
+
+@dataclass
+class Report:
+    """The outcome of validating one file."""
+
+    path: str
+    definition: Definition | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the file has no errors (warnings allowed)."""
+        return self.definition is not None
+
+
+def load_definition(path: str | Path) -> Definition:
+    """Read and validate a definition file.
+
+    Args:
+        path: The markdown file; agent files are looked up beside it.
+
+    Returns:
+        The definition.
+
+    Raises:
+        DefinitionError: With every error of the file, each located.
+
+    Example:
+        >>> definition = load_definition("definitions/daily-market-analysis.md")
+        >>> [p.name for p in definition.run_order()][0]
+        'Question Classification'
+    """
+    report = validate_file(path)
+    if report.definition is None:
+        raise DefinitionError(report.diagnostics)
+    return report.definition
+
+
+def validate_file(path: str | Path) -> Report:
+    """Validate a definition file and collect all its diagnostics, errors and warnings.
+
+    Never raises for bad input: whatever the file holds ends up as located diagnostics.
+    """
+    reporter = Reporter()
+    source = read_source(path, reporter)
+    definition = _Loader(source, reporter).load() if source is not None else None
+    diagnostics = sorted(set(reporter.diagnostics), key=lambda d: (d.path != str(path), d.path, d.line, d.column or 0, d.msg))
+    return Report(path=str(path), definition=None if reporter.has_errors else definition, diagnostics=diagnostics)
+
+
+class _Loader:
+    """One validation of one file."""
+
+    def __init__(self, source: Source, reporter: Reporter) -> None:
+        self.source = source
+        self.reporter = reporter
+        self.option_spans: dict[str, Spans] = {}
+
+    def _spec(self, block: RawBlock, model: type[Spec], what: str) -> tuple[Spec, Spans] | None:
+        loaded = load_yaml(block.text, self.source, block.line0, self.reporter, indent=block.indent, what=what)
+        if loaded is None:
+            return None
+        value, spans = loaded
+        spans.root = block.location
+        checked = validate_spec(model, value if value is not None else {}, spans, self.reporter, what)
+        return (checked, spans) if checked is not None else None
+
+    def load(self) -> Definition | None:
+        raw = parse_markdown(self.source, self.reporter)
+        metadata: Metadata | None = None
+        if raw.metadata is None:
+            self.reporter.error(raw.title_location, "missing metadata: expected a ```yaml block after the title, with at least 'name:'")
+        else:
+            checked = self._spec(raw.metadata, Metadata, "metadata")
+            if checked is not None:
+                metadata = checked[0]  # type: ignore[assignment]
+                self._check_schedule(metadata, checked[1])
+        if not raw.phases:
+            self.reporter.error(raw.title_location, "a definition needs at least one '## Phase: NAME' section")
+        phases: list[Phase] = []
+        first_at: dict[str, Location] = {}
+        inline: dict[str, Agent] = {}
+        for raw_phase in raw.phases:
+            if raw_phase.name in first_at:
+                self.reporter.error(raw_phase.location, f"phase '{raw_phase.name}' already defined at line {first_at[raw_phase.name].line}")
+                continue
+            first_at[raw_phase.name] = raw_phase.location
+            phase = self._phase(raw_phase, inline)
+            if phase is not None:
+                phases.append(phase)
+        self._check_graph(phases)
+        agents = self._resolve_agents(phases, inline)
+        if metadata is not None:
+            for phase in phases:
+                self._check_phase_text(phase, metadata, phases)
+        if metadata is None or self.reporter.has_errors or raw.title is None:
+            return None
+        return Definition(
+            title=raw.title,
+            metadata=metadata,
+            phases=phases,
+            agents=agents,
+            location=raw.title_location,
+        )
+
+    # -- one phase -------------------------------------------------------------------------
+
+    def _phase(self, raw: RawPhase, inline: dict[str, Agent]) -> Phase | None:
+        options = PhaseOptions()
+        if len(raw.options) > 1:
+            self.reporter.error(raw.options[1].location, f"phase '{raw.name}' options are given twice (first at line {raw.options[0].location.line}); put them in one block")
+        elif raw.options:
+            checked = self._spec(raw.options[0], PhaseOptions, f"phase '{raw.name}' options")
+            if checked is None:
+                return None
+            options, self.option_spans[raw.name] = checked  # type: ignore[assignment]
+        sections = raw.sections
+        steps = [s for s in (parse_step(i, self.reporter) for i in _items(sections, "Steps")) if s is not None]
+        listed = [a for a in (parse_agent_name(i, self.reporter) for i in _items(sections, "Agents")) if a]
+        if "Agents" in sections:
+            self._inline_agents(sections["Agents"], inline)
+        outputs = self._outputs(_items(sections, "Outputs"))
+        if not steps:
+            self.reporter.warning(raw.location, f"phase '{raw.name}' has no steps")
+        return Phase(
+            name=raw.name,
+            location=raw.location,
+            options=options,
+            prose="\n\n".join(raw.prose),
+            steps=steps,
+            agents=listed,
+            outputs=outputs,
+            critique=self._section(sections.get("Critique"), CritiqueOptions),
+            refine=self._section(sections.get("Refine"), RefineOptions),
+        )
+
+    def _inline_agents(self, section: RawSection, inline: dict[str, Agent]) -> None:
+        for block in section.options:
+            loaded = load_yaml(block.text, self.source, block.line0, self.reporter, indent=block.indent, what="inline agents")
+            if loaded is None:
+                continue
+            value, spans = loaded
+            if not isinstance(value, dict):
+                self.reporter.error(block.location, "inline agents: expected a mapping of agent ids to settings")
+                continue
+            for agent_id, settings in value.items():
+                where = spans.key((agent_id,))
+                if str(agent_id) in inline:
+                    self.reporter.error(where, f"agent '{agent_id}' already defined at line {inline[str(agent_id)].location.line}")
+                    continue
+                agent = agent_from_inline(str(agent_id), settings, spans.sub((agent_id,)), self.reporter)
+                if agent is not None:
+                    inline[str(agent_id)] = agent.model_copy(update={"location": where})
+
+    def _outputs(self, items: list) -> list[OutputField]:  # type: ignore[type-arg]
+        outputs: dict[str, OutputField] = {}
+        for item in items:
+            output = parse_output(item, self.reporter)
+            if output is None:
+                continue
+            if output.name in outputs:
+                self.reporter.error(output.location, f"output '{output.name}' already declared at line {outputs[output.name].location.line}")
+                continue
+            outputs[output.name] = output
+        return list(outputs.values())
+
+    def _section(self, raw: RawSection | None, model: type[CritiqueOptions] | type[RefineOptions]) -> Section | None:
+        if raw is None:
+            return None
+        options: Spec = model()
+        if raw.options:
+            checked = self._spec(raw.options[0], model, f"{raw.name} options")
+            if checked is not None:
+                options = checked[0]
+        steps: list[AgentStep] = []
+        for item in raw.items:
+            step = parse_step(item, self.reporter)
+            if isinstance(step, AgentStep):
+                steps.append(step)
+            elif step is not None:
+                self.reporter.error(step.location, f"a ### {raw.name} section takes agent steps ('agent: ID - prompt'); found a {step.kind} step")
+        if not steps:
+            self.reporter.error(raw.location, f"### {raw.name} needs an agent step: '- agent: AGENT_ID - prompt'")
+        return Section(options=options, steps=steps, location=raw.location)  # type: ignore[arg-type]
+
+    # -- whole-definition checks ------------------------------------------------------------
+
+    def _depends_at(self, phase: Phase, index: int | None = None) -> Location:
+        spans = self.option_spans.get(phase.name)
+        if spans is None:
+            return phase.location
+        if index is not None and len(phase.depends_on) > 1:
+            return spans.value(("dependsOn", index))
+        return spans.value(("dependsOn",))
+
+    def _check_graph(self, phases: list[Phase]) -> None:
+        names = [p.name for p in phases]
+        for phase in phases:
+            for i, dep in enumerate(phase.depends_on):
+                if dep == phase.name:
+                    self.reporter.error(self._depends_at(phase, i), f"phase '{phase.name}' depends on itself")
+                elif dep not in names:
+                    self.reporter.error(
+                        self._depends_at(phase, i),
+                        f"phase '{phase.name}' depends on unknown phase '{dep}'" + did_you_mean(dep, names),
+                    )
+        edges = {p.name: [d for d in p.depends_on if d != p.name] for p in phases}
+        by_name = {p.name: p for p in phases}
+        for cycle in find_cycles(edges):
+            self.reporter.error(
+                self._depends_at(by_name[cycle[0]]),
+                "dependency cycle: " + " → ".join(cycle) + " (each phase depends on the next)",
+            )
+
+    def _resolve_agents(self, phases: list[Phase], inline: dict[str, Agent]) -> dict[str, Agent]:
+        finder = AgentFinder(self.source.path, self.reporter)
+        agents: dict[str, Agent] = {}
+        for phase in phases:
+            used: list[tuple[str, Location]] = [(s.agent, s.location) for s in _all_agent_steps(phase)]
+            used += [(s.agent, s.location) for s in phase.steps if isinstance(s, AggregateStep) and s.agent]
+            for agent_id, where in used:
+                agent = finder.find(agent_id, where, inline)
+                if agent is not None:
+                    agents[agent_id] = agent
+            used_ids = {a for a, _ in used}
+            for agent_id in phase.agents:
+                if agent_id not in used_ids and finder.find(agent_id, phase.location, inline) is not None:
+                    self.reporter.warning(phase.location, f"agent '{agent_id}' is listed in phase '{phase.name}' but no step uses it")
+        return agents
+
+    def _check_schedule(self, metadata: Metadata, spans: Spans) -> None:
+        schedule = metadata.schedule
+        if schedule is None:
+            return
+        requirements = metadata.requirements
+        for key, value in schedule.parameters.items():
+            where = spans.key(("schedule", "parameters", key))
+            if key not in requirements:
+                self.reporter.error(where, f"schedule parameter '{key}' is not a requirement" + did_you_mean(str(key), requirements))
+            elif not matches_type(value, requirements[key].type):
+                self.reporter.error(where, f"schedule parameter '{key}': expected {requirements[key].type}; found {value!r}")
+        missing = [n for n, r in requirements.items() if r.required and n not in schedule.parameters]
+        if missing:
+            self.reporter.error(spans.key(("schedule",)), "schedule: give parameters for the required inputs " + ", ".join(missing))
+
+    def _check_phase_text(self, phase: Phase, metadata: Metadata, phases: list[Phase]) -> None:
+        requirements = list(metadata.requirements)
+        base = [*requirements, "inputs", "phases", "steps"]
+        edges = {p.name: p.depends_on for p in phases}
+        names = [p.name for p in phases]
+        # Ancestors are computed only when a template reads a phase that is not a direct dependency.
+        upstream = functools.cache(lambda: ancestors(edges, phase.name))
+        earlier: list[str] = []
+        for step in phase.steps:
+            if isinstance(step, AgentStep):
+                self._check_template(step, base, phase, names, earlier, upstream)
+                earlier.append(step.agent)
+            elif isinstance(step, ValidationStep):
+                self._check_expression(step, [*requirements, "inputs", "phases", "steps", "output"])
+        every = [s.agent for s in phase.agent_steps()]
+        for section, extra in ((phase.critique, ["output", "errors"]), (phase.refine, ["output", "critique", "errors"])):
+            for step in section.steps if section else []:
+                self._check_template(step, [*base, *extra], phase, names, every, upstream)
+
+    def _check_template(
+        self,
+        step: AgentStep,
+        names: list[str],
+        phase: Phase,
+        phase_names: list[str],
+        earlier: list[str],
+        upstream: Callable[[], set[str]],
+    ) -> None:
+        check = check_template(step.prompt, names)
+        where = step.location
+        if check.syntax_error is not None:
+            line, msg = check.syntax_error
+            at = where if line == 0 else self.source.line_start(where.line - 1 + line)
+            self.reporter.error(at, f"invalid prompt template: {msg}")
+            return
+        for name in check.unknown_names:
+            self.reporter.error(where, f"unknown name '{name}' in prompt template; expected one of {', '.join(names)}" + did_you_mean(name, names))
+        for target in check.phases:
+            if target not in phase_names:
+                self.reporter.error(where, f"unknown phase '{target}' in phases[...]" + did_you_mean(target, phase_names))
+            elif target not in phase.depends_on and target not in upstream():
+                self.reporter.error(
+                    where,
+                    f"phase '{phase.name}' reads phases['{target}'] but does not depend on it; add '{target}' to its dependsOn",
+                )
+        for target in check.steps:
+            if phase.parallel and target not in earlier:
+                self.reporter.error(where, f"steps['{target}']: phase '{phase.name}' is parallel, so its steps do not see each other")
+            elif target not in earlier:
+                self.reporter.error(where, f"steps['{target}'] is not an earlier agent step of phase '{phase.name}'" + did_you_mean(target, earlier))
+
+    def _check_expression(self, step: ValidationStep, names: list[str]) -> None:
+        offset = self.source.lines[step.location.line - 1].find(step.expression)
+        for column, msg in check_expression(step.expression, names):
+            at = step.location if offset < 0 else self.source.at(step.location.line - 1, offset + column)
+            self.reporter.error(at, msg)
+
+
+def _items(sections: dict[str, RawSection], name: str) -> list:  # type: ignore[type-arg]
+    return sections[name].items if name in sections else []
+
+
+def _all_agent_steps(phase: Phase) -> list[AgentStep]:
+    steps: list[Step] = list(phase.steps)
+    for section in (phase.critique, phase.refine):
+        if section is not None:
+            steps.extend(section.steps)
+    return [s for s in steps if isinstance(s, AgentStep)]

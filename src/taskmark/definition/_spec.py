@@ -1,0 +1,311 @@
+"""The YAML a person writes: metadata, phase options, agent settings.
+
+These models are the JSON Schema that ``taskmark schema`` prints. Keys are camelCase as
+written in definitions; attributes are snake_case. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from taskmark.definition._durations import ACCEPTED_FORMS, parse_duration
+from taskmark.definition._source import Location, did_you_mean
+
+__all__ = [
+    "REQUIREMENT_TYPES",
+    "STAGES",
+    "AgentSettings",
+    "CachePolicy",
+    "CritiqueOptions",
+    "Duration",
+    "InlineAgent",
+    "LLMSettings",
+    "Metadata",
+    "PhaseOptions",
+    "RefineOptions",
+    "Requirement",
+    "RetryPolicy",
+    "Schedule",
+    "Spec",
+    "matches_type",
+]
+
+STAGES = (
+    "ingestion",
+    "preProcessing",
+    "promptTemplating",
+    "inference",
+    "parsing",
+    "validateStructure",
+    "validateQuality",
+    "critique",
+    "refine",
+    "finalValidation",
+    "integration",
+)
+"""The phase lifecycle, in order (DESIGN.md)."""
+
+REQUIREMENT_TYPES = ("string", "number", "integer", "boolean", "array", "object")
+
+RESERVED_NAMES = frozenset({"inputs", "phases", "steps", "output", "errors", "critique"})
+"""Names templates and expressions already use; a requirement may not take them."""
+
+
+class Spec(BaseModel):
+    """Base of the models people write in YAML: camelCase keys, unknown keys refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+    _location: Location | None = PrivateAttr(default=None)
+
+    @property
+    def location(self) -> Location | None:
+        """Where this was written, when it came from a file."""
+        return self._location
+
+
+def _coerce_str(value: object) -> object:
+    # YAML reads `version: 1.0` as a float and a phase named 2024 as an int; both are names.
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _check_slug(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", value):
+        raise ValueError(
+            f"expected a slug (lowercase letters, digits and single dashes, "
+            f"such as 'daily-market-analysis'); found {value!r}"
+        )
+    return value
+
+
+Slug = Annotated[str, BeforeValidator(_coerce_str), AfterValidator(_check_slug)]
+Name = Annotated[str, BeforeValidator(_coerce_str)]
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {"type": "string", "description": f"A time such as {ACCEPTED_FORMS}."}
+    ),
+]
+"""A time string, held as seconds."""
+
+
+class RetryPolicy(Spec):
+    """Exponential backoff for transient failures."""
+
+    max_attempts: int = Field(default=3, ge=1, description="Attempts in all, the first included.")
+    backoff_ms: int = Field(default=1000, ge=0, description="Delay before the first retry; doubles each time.")
+
+
+class LLMSettings(Spec):
+    """Model settings; each level (step, phase, definition, agent) overrides the next."""
+
+    provider: str | None = Field(default=None, description="Name of a saved LLMProvider block.")
+    model: str | None = Field(default=None, description="A litellm model string, such as 'gpt-4o-mini'.")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Most tokens in an answer.")
+
+
+class CachePolicy(Spec):
+    """Answer identical LLM requests from cache for a while."""
+
+    ttl: Duration = Field(description="How long a cached answer stays valid.")
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+def matches_type(value: object, type_name: str) -> bool:
+    """Whether a plain value is of a requirement or output type (booleans are not numbers)."""
+    if isinstance(value, bool) and type_name != "boolean":
+        return False
+    return isinstance(value, _JSON_TYPES[type_name])
+
+
+class Requirement(Spec):
+    """An input of the workflow: a typed flow parameter (a field of the UI's run form)."""
+
+    type: str = Field(description=f"One of {', '.join(REQUIREMENT_TYPES)}.")
+    enum: list[Any] | None = Field(default=None, description="The allowed values.")
+    default: Any = Field(default=None, description="The value when none is given; without one the input is required.")
+    description: str | None = Field(default=None, description="Shown beside the field in the UI.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        # `question: string` is short for `question: {type: string}`.
+        return {"type": value} if isinstance(value, str) else value
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in REQUIREMENT_TYPES:
+            raise ValueError(
+                f"unknown type '{value}'; expected one of {', '.join(REQUIREMENT_TYPES)}"
+                + did_you_mean(value, REQUIREMENT_TYPES)
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Requirement:
+        for value in self.enum or []:
+            if not matches_type(value, self.type):
+                raise ValueError(f"enum value {value!r} is not of type {self.type}")
+        if "default" in self.model_fields_set:
+            if not matches_type(self.default, self.type):
+                raise ValueError(f"default {self.default!r} is not of type {self.type}")
+            if self.enum is not None and self.default not in self.enum:
+                raise ValueError(f"default {self.default!r} is not one of the enum {self.enum}")
+        return self
+
+    @property
+    def required(self) -> bool:
+        """Whether a run must give this input (it has no default)."""
+        return "default" not in self.model_fields_set
+
+
+_CRON_FIELD = re.compile(r"(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?)*")
+
+
+def _check_cron(value: str) -> str:
+    fields = value.split()
+    if value.startswith("@") and len(fields) == 1:
+        return value
+    if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+        raise ValueError(
+            f"expected a cron expression of 5 fields (minute hour day month weekday), "
+            f"such as '0 8 * * 1-5'; found {value!r}"
+        )
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as 'America/New_York'") from exc
+    return value
+
+
+class Schedule(Spec):
+    """When a deployment of the definition runs by itself."""
+
+    cron: Annotated[str, AfterValidator(_check_cron)] | None = Field(default=None, description="A cron expression, such as '0 8 * * 1-5'.")
+    interval: Duration | None = Field(default=None, description="Run every so often instead of on a cron.")
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(default="UTC", description="IANA time zone of the cron.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Inputs of the scheduled runs.")
+    active: StrictBool = Field(default=True, description="Whether the schedule starts active.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("expected exactly one of 'cron' or 'interval'")
+        return self
+
+
+class Metadata(Spec):
+    """The first ```yaml block of a definition."""
+
+    name: Slug = Field(description="Slug naming the flow and its deployment.")
+    description: str | None = Field(default=None, description="One line on what the workflow does.")
+    version: Annotated[str, BeforeValidator(_coerce_str)] | None = Field(default=None, description="The definition's own version.")
+    max_execution_time: Duration | None = Field(default=None, description="Whole-run timeout.")
+    max_concurrent_phases: int = Field(default=4, ge=1, description="Most phases running at once.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Backoff for transient failures.")
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="Default model settings of every agent call.")
+    requirements: dict[str, Requirement] = Field(default_factory=dict, description="The workflow's inputs (flow parameters).")
+    schedule: Schedule | None = Field(default=None, description="When a deployment runs by itself.")
+    cache: CachePolicy | None = Field(default=None, description="Reuse identical LLM answers for a while.")
+
+    @field_validator("requirements")
+    @classmethod
+    def _names(cls, value: dict[str, Requirement]) -> dict[str, Requirement]:
+        for name in value:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"requirement name {name!r} must be an identifier (letters, digits, _)")
+            if name in RESERVED_NAMES:
+                raise ValueError(f"requirement name '{name}' is reserved; pick another")
+        return value
+
+
+def _one_or_list(value: object) -> object:
+    if value is None:
+        return []
+    return [value] if not isinstance(value, list) else value
+
+
+class PhaseOptions(Spec):
+    """The `key: value` lines (or ```yaml block) right under a `## Phase:` heading."""
+
+    depends_on: Annotated[list[Name], BeforeValidator(_one_or_list)] = Field(default_factory=list, description="Phases that must complete first; their outputs are visible.")
+    parallel: StrictBool = Field(default=False, description="Run the agent steps at the same time.")
+    description: str | None = Field(default=None, description="What the phase is for.")
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="Model settings for this phase's agent calls.")
+    handlers: dict[str, str] = Field(default_factory=dict, description="Python handlers by stage, as 'package.module:function'.")
+    cache: CachePolicy | None = Field(default=None, description="Reuse identical LLM answers for a while.")
+
+    @field_validator("handlers")
+    @classmethod
+    def _handlers(cls, value: dict[str, str]) -> dict[str, str]:
+        for stage, ref in value.items():
+            if stage not in STAGES:
+                raise ValueError(f"unknown stage '{stage}'; expected one of {', '.join(STAGES)}" + did_you_mean(str(stage), STAGES))
+            if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", str(ref)):
+                raise ValueError(f"handler for {stage}: expected 'package.module:function'; found {ref!r}")
+        return value
+
+
+class CritiqueOptions(Spec):
+    """Option lines of a `### Critique` section."""
+
+    when: Literal["onFailure", "always"] = Field(default="onFailure", description="Critique only when quality checks fail, or always.")
+
+
+class RefineOptions(Spec):
+    """Option lines of a `### Refine` section."""
+
+    max_refinements: int = Field(default=2, ge=0, le=20, description="Most revise-and-recheck loops.")
+
+
+class AgentSettings(Spec):
+    """The front matter of an agent file `agents/ID.md` (its body is the system prompt)."""
+
+    description: str | None = Field(default=None, description="What the agent is for.")
+    provider: str | None = Field(default=None, description="Name of a saved LLMProvider block.")
+    model: str | None = Field(default=None, description="A litellm model string.")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Most tokens in an answer.")
+
+
+class InlineAgent(AgentSettings):
+    """An agent defined in a ```yaml block under `### Agents`."""
+
+    system_prompt: str = Field(default="", description="The agent's system prompt.")

@@ -1,0 +1,62 @@
+"""Prompt templates: Jinja2 in a sandbox, checked for syntax and for the names they read."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["TemplateCheck", "check_template", "environment"]
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> ImmutableSandboxedEnvironment:
+    """The sandboxed environment templates are parsed and rendered in."""
+    from jinja2 import StrictUndefined
+
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+@dataclass
+class TemplateCheck:
+    """What a template reads, or why it cannot be parsed."""
+
+    syntax_error: tuple[int, str] | None = None
+    """(0-based line within the template, message)."""
+    unknown_names: list[str] = field(default_factory=list)
+    phases: list[str] = field(default_factory=list)
+    """Phase names read as ``phases["X"]`` or ``phases.X``."""
+    steps: list[str] = field(default_factory=list)
+    """Step ids read as ``steps["X"]`` or ``steps.X``."""
+
+
+def check_template(text: str, names: Collection[str]) -> TemplateCheck:
+    """Parse a template and list the names it reads that are not in ``names``.
+
+    Args:
+        text: The template.
+        names: The top-level names it may read (Jinja's own globals are always allowed).
+    """
+    env = environment()
+    try:
+        tree = env.parse(text)
+    except TemplateSyntaxError as exc:
+        return TemplateCheck(syntax_error=(max(exc.lineno - 1, 0), exc.message or "syntax error"))
+    except RecursionError:
+        return TemplateCheck(syntax_error=(0, "template nested too deeply"))
+    read = meta.find_undeclared_variables(tree)
+    check = TemplateCheck(unknown_names=sorted(read - set(names) - set(env.globals)))
+    for node in tree.find_all((nodes.Getitem, nodes.Getattr)):
+        if not isinstance(node.node, nodes.Name) or node.node.name not in ("phases", "steps"):
+            continue
+        if isinstance(node, nodes.Getitem):
+            if not isinstance(node.arg, nodes.Const) or not isinstance(node.arg.value, str):
+                continue  # computed at run time; checked then
+            key = node.arg.value
+        else:
+            key = node.attr
+        (check.phases if node.node.name == "phases" else check.steps).append(key)
+    return check
