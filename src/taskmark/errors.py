@@ -24,7 +24,7 @@ class TaskmarkError(Exception):
     """Base class of every error taskmark raises on purpose."""
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Diagnostic:
     """One located message about a definition file.
 
@@ -61,12 +61,12 @@ class Diagnostic:
 class DefinitionError(TaskmarkError, ValueError):
     """A definition file is not valid.
 
-    Holds every error found in the file, sorted by position; ``path``, ``line``, ``column``
-    and ``msg`` are those of the first.
+    Holds every error found in the file, in the order given (the validator sorts them by
+    position); ``path``, ``line``, ``column`` and ``msg`` are those of the first.
     """
 
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
-        self.diagnostics = sorted(d for d in diagnostics if d.severity == "error")
+        self.diagnostics = [d for d in diagnostics if d.severity == "error"]
         if not self.diagnostics:
             raise ValueError("DefinitionError needs at least one error diagnostic")
         first = self.diagnostics[0]

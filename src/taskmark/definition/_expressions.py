@@ -70,13 +70,15 @@ def check_expression(expression: str, names: Collection[str]) -> list[tuple[int,
 
 
 class _Namespace(dict):  # type: ignore[type-arg]
-    """A mapping whose keys also read as attributes, so `output.category` works on dicts."""
+    """A mapping whose keys also read as attributes, so `output.category` works on dicts.
 
-    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - any JSON value
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    Keys win over dict methods: `output.items` is the "items" field when there is one.
+    """
+
+    def __getattribute__(self, name: str) -> Any:  # noqa: ANN401 - any JSON value
+        if not name.startswith("_") and dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        return super().__getattribute__(name)
 
 
 def _wrap(value: Any) -> Any:  # noqa: ANN401 - any JSON value

@@ -100,6 +100,12 @@ class _Loader:
         return (checked, spans) if checked is not None else None
 
     def load(self) -> Definition | None:
+        if not self.source.text.strip():
+            self.reporter.error(
+                self.source.at(0),
+                "the file is empty; expected a '# Title', a ```yaml metadata block and '## Phase: NAME' sections",
+            )
+            return None
         raw = parse_markdown(self.source, self.reporter)
         metadata: Metadata | None = None
         if raw.metadata is None:
@@ -211,7 +217,7 @@ class _Loader:
             step = parse_step(item, self.reporter)
             if isinstance(step, AgentStep):
                 steps.append(step)
-            elif step is not None:
+            elif step is not None and step.kind != "note":
                 self.reporter.error(step.location, f"a ### {raw.name} section takes agent steps ('agent: ID - prompt'); found a {step.kind} step")
         if not steps:
             self.reporter.error(raw.location, f"### {raw.name} needs an agent step: '- agent: AGENT_ID - prompt'")
@@ -323,7 +329,7 @@ class _Loader:
                     f"phase '{phase.name}' reads phases['{target}'] but does not depend on it; add '{target}' to its dependsOn",
                 )
         for target in check.steps:
-            if phase.parallel and target not in earlier:
+            if phase.parallel:
                 self.reporter.error(where, f"steps['{target}']: phase '{phase.name}' is parallel, so its steps do not see each other")
             elif target not in earlier:
                 self.reporter.error(where, f"steps['{target}'] is not an earlier agent step of phase '{phase.name}'" + did_you_mean(target, earlier))

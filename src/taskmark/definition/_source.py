@@ -109,8 +109,8 @@ def read_source(path: str | Path, reporter: Reporter) -> Source | None:
         if size > MAX_FILE_BYTES:
             reporter.error(
                 whole_file,
-                f"file is too large: {size / 1e6:.1f} MB; definitions are limited to "
-                f"{MAX_FILE_BYTES / 1e6:.1f} MB",
+                f"file is too large: {size / 2**20:.1f} MiB; definitions are limited to "
+                f"{MAX_FILE_BYTES / 2**20:.0f} MiB",
             )
             return None
         data = Path(path).read_bytes()

@@ -279,7 +279,7 @@ class PhaseOptions(Spec):
             if stage not in STAGES:
                 raise ValueError(f"unknown stage '{stage}'; expected one of {', '.join(STAGES)}" + did_you_mean(str(stage), STAGES))
             if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", str(ref)):
-                raise ValueError(f"handler for {stage}: expected 'package.module:function'; found {ref!r}")
+                raise ValueError(f"{stage}: expected 'package.module:function'; found {ref!r}")
         return value
 
 

@@ -115,7 +115,13 @@ def load_yaml(
             return source.at(first_line0)
         return source.at(first_line0 + mark.line, indent + mark.column)
 
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position)
+        mark = yaml.Mark("", exc.position, line, exc.position - (text.rfind("\n", 0, exc.position) + 1), None, None)
+        reporter.error(at(mark), f"invalid YAML in {what}: character {exc.character:#06x} is not allowed")
+        return None
     try:
         node = loader.get_single_node()
     except _YAMLProblem as exc:
