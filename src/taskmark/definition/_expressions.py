@@ -13,7 +13,7 @@ from typing import Any
 
 from taskmark.definition._source import did_you_mean
 
-__all__ = ["FUNCTIONS", "check_expression", "evaluate"]
+__all__ = ["FUNCTIONS", "check_expression", "evaluate", "references"]
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len, "str": str, "int": int, "float": float, "bool": bool,
@@ -30,6 +30,31 @@ _ALLOWED = (
     ast.JoinedStr, ast.FormattedValue,
     ast.boolop, ast.operator, ast.unaryop, ast.cmpop,
 )  # fmt: skip
+
+
+def _constant_key(node: ast.AST, name: str) -> tuple[int, str] | None:
+    """(column, key) when ``node`` reads ``name["key"]`` or ``name.key``."""
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == name:
+        key = node.slice
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            return node.col_offset, key.value
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == name:
+        return node.col_offset, node.attr
+    return None
+
+
+def references(expression: str, name: str) -> list[tuple[int, str]]:
+    """Constant keys an expression reads from ``name``, as (0-based column, key).
+
+    Example:
+        >>> references('phases["A"].x > output.y', "phases")
+        [(0, 'A')]
+    """
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    return sorted(ref for node in ast.walk(tree) if (ref := _constant_key(node, name)))
 
 
 def check_expression(expression: str, names: Collection[str]) -> list[tuple[int, str]]:

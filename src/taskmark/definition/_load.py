@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskmark.definition._agents import AgentFinder, agent_from_inline
-from taskmark.definition._expressions import check_expression
+from taskmark.definition._expressions import check_expression, references
 from taskmark.definition._graph import ancestors, find_cycles
 from taskmark.definition._markdown import RawBlock, RawPhase, RawSection, parse_markdown
 from taskmark.definition._model import (
@@ -296,7 +296,7 @@ class _Loader:
                 self._check_template(step, base, phase, names, earlier, upstream)
                 earlier.append(step.agent)
             elif isinstance(step, ValidationStep):
-                self._check_expression(step, [*requirements, "inputs", "phases", "steps", "output"])
+                self._check_expression(step, [*requirements, "inputs", "phases", "steps", "output"], phase, names, upstream)
         every = [s.agent for s in phase.agent_steps()]
         for section, extra in ((phase.critique, ["output", "errors"]), (phase.refine, ["output", "critique", "errors"])):
             for step in section.steps if section else []:
@@ -320,25 +320,52 @@ class _Loader:
             return
         for name in check.unknown_names:
             self.reporter.error(where, f"unknown name '{name}' in prompt template; expected one of {', '.join(names)}" + did_you_mean(name, names))
-        for target in check.phases:
-            if target not in phase_names:
-                self.reporter.error(where, f"unknown phase '{target}' in phases[...]" + did_you_mean(target, phase_names))
-            elif target not in phase.depends_on and target not in upstream():
-                self.reporter.error(
-                    where,
-                    f"phase '{phase.name}' reads phases['{target}'] but does not depend on it; add '{target}' to its dependsOn",
-                )
-        for target in check.steps:
+        for target in check.keys["phases"]:
+            self._check_phase_reference(target, where, phase, phase_names, upstream)
+        for target in check.keys["output"]:
+            self._check_output_reference(target, where, phase)
+        for target in check.keys["steps"]:
             if phase.parallel:
                 self.reporter.error(where, f"steps['{target}']: phase '{phase.name}' is parallel, so its steps do not see each other")
             elif target not in earlier:
                 self.reporter.error(where, f"steps['{target}'] is not an earlier agent step of phase '{phase.name}'" + did_you_mean(target, earlier))
 
-    def _check_expression(self, step: ValidationStep, names: list[str]) -> None:
+    def _check_phase_reference(
+        self, target: str, where: Location, phase: Phase, phase_names: list[str], upstream: Callable[[], set[str]]
+    ) -> None:
+        if target not in phase_names:
+            self.reporter.error(where, f"unknown phase '{target}' in phases[...]" + did_you_mean(target, phase_names))
+        elif target not in phase.depends_on and target not in upstream():
+            self.reporter.error(
+                where,
+                f"phase '{phase.name}' reads phases['{target}'] but does not depend on it; add '{target}' to its dependsOn",
+            )
+
+    def _check_output_reference(self, target: str, where: Location, phase: Phase) -> None:
+        declared = [o.name for o in phase.outputs]
+        if declared and target not in declared:
+            self.reporter.error(
+                where,
+                f"unknown output '{target}'; phase '{phase.name}' declares {', '.join(declared)}" + did_you_mean(target, declared),
+            )
+
+    def _check_expression(
+        self, step: ValidationStep, names: list[str], phase: Phase, phase_names: list[str], upstream: Callable[[], set[str]]
+    ) -> None:
         offset = self.source.lines[step.location.line - 1].find(step.expression)
-        for column, msg in check_expression(step.expression, names):
-            at = step.location if offset < 0 else self.source.at(step.location.line - 1, offset + column)
-            self.reporter.error(at, msg)
+
+        def at(column: int) -> Location:
+            return step.location if offset < 0 else self.source.at(step.location.line - 1, offset + column)
+
+        problems = check_expression(step.expression, names)
+        for column, msg in problems:
+            self.reporter.error(at(column), msg)
+        if problems:
+            return
+        for column, target in references(step.expression, "phases"):
+            self._check_phase_reference(target, at(column), phase, phase_names, upstream)
+        for column, target in references(step.expression, "output"):
+            self._check_output_reference(target, at(column), phase)
 
 
 def _items(sections: dict[str, RawSection], name: str) -> list:  # type: ignore[type-arg]

@@ -27,10 +27,8 @@ class TemplateCheck:
     syntax_error: tuple[int, str] | None = None
     """(0-based line within the template, message)."""
     unknown_names: list[str] = field(default_factory=list)
-    phases: list[str] = field(default_factory=list)
-    """Phase names read as ``phases["X"]`` or ``phases.X``."""
-    steps: list[str] = field(default_factory=list)
-    """Step ids read as ``steps["X"]`` or ``steps.X``."""
+    keys: dict[str, list[str]] = field(default_factory=lambda: {"phases": [], "steps": [], "output": []})
+    """Constant keys read as ``NAME["X"]`` or ``NAME.X`` for phases, steps and output."""
 
 
 def check_template(text: str, names: Collection[str]) -> TemplateCheck:
@@ -50,7 +48,7 @@ def check_template(text: str, names: Collection[str]) -> TemplateCheck:
     read = meta.find_undeclared_variables(tree)
     check = TemplateCheck(unknown_names=sorted(read - set(names) - set(env.globals)))
     for node in tree.find_all((nodes.Getitem, nodes.Getattr)):
-        if not isinstance(node.node, nodes.Name) or node.node.name not in ("phases", "steps"):
+        if not isinstance(node.node, nodes.Name) or node.node.name not in check.keys:
             continue
         if isinstance(node, nodes.Getitem):
             if not isinstance(node.arg, nodes.Const) or not isinstance(node.arg.value, str):
@@ -58,5 +56,5 @@ def check_template(text: str, names: Collection[str]) -> TemplateCheck:
             key = node.arg.value
         else:
             key = node.attr
-        (check.phases if node.node.name == "phases" else check.steps).append(key)
+        check.keys[node.node.name].append(key)
     return check

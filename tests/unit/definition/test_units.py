@@ -45,7 +45,7 @@ def test_comprehension_variables_are_known() -> None:
 
 def test_template_names_and_references() -> None:
     check = check_template('{{ a }} {{ phases["X Y"].f }} {{ phases.Z }} {{ steps["s"] }} {% set b = 1 %}{{ b }} {{ range(2) }}', ["a", "phases", "steps"])
-    assert (check.unknown_names, check.phases, check.steps) == ([], ["X Y", "Z"], ["s"])
+    assert (check.unknown_names, check.keys["phases"], check.keys["steps"]) == ([], ["X Y", "Z"], ["s"])
     assert check_template("{{ c }}", ["a"]).unknown_names == ["c"]
     assert check_template("line\n{{ a ", ["a"]).syntax_error == (1, "unexpected end of template, expected 'end of print statement'.")
 
