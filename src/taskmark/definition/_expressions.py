@@ -8,7 +8,9 @@ the checker whitelists AST node types, and simpleeval evaluates.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from taskmark.definition._source import did_you_mean
@@ -32,15 +34,54 @@ _ALLOWED = (
 )  # fmt: skip
 
 
-def _constant_key(node: ast.AST, name: str) -> tuple[int, str] | None:
-    """(column, key) when ``node`` reads ``name["key"]`` or ``name.key``."""
-    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == name:
+@dataclass(frozen=True)
+class _Analysis:
+    """What an expression is made of, independent of the names in scope."""
+
+    problems: tuple[tuple[int, str], ...] = ()
+    free_names: tuple[tuple[int, str], ...] = ()
+    keys: tuple[tuple[str, int, str], ...] = ()
+    """(name, column, key) for each ``name["key"]`` or ``name.key``."""
+
+
+def _constant_key(node: ast.AST) -> tuple[str, int, str] | None:
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
         key = node.slice
         if isinstance(key, ast.Constant) and isinstance(key.value, str):
-            return node.col_offset, key.value
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == name:
-        return node.col_offset, node.attr
+            return node.value.id, node.col_offset, key.value
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return node.value.id, node.col_offset, node.attr
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _analyse(expression: str) -> _Analysis:
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError as exc:
+        return _Analysis(problems=((max((exc.offset or 1) - 1, 0), f"invalid expression: {exc.msg}"),))
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return _Analysis(problems=((0, f"invalid expression: {exc}"),))
+    bound = {
+        n.id
+        for gen in ast.walk(tree)
+        if isinstance(gen, ast.comprehension)
+        for n in ast.walk(gen.target)
+        if isinstance(n, ast.Name)
+    }
+    problems: list[tuple[int, str]] = []
+    free: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        column = getattr(node, "col_offset", 0)
+        if not isinstance(node, _ALLOWED):
+            problems.append((column, f"'{type(node).__name__}' is not allowed in an expression"))
+            break  # its children would only repeat the point
+        if isinstance(node, ast.Name) and node.id not in bound and node.id not in FUNCTIONS:
+            free.append((column, node.id))
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            problems.append((column, f"attribute '{node.attr}' is not allowed (names starting with '_' are private)"))
+    keys = sorted(ref for node in ast.walk(tree) if (ref := _constant_key(node)))
+    return _Analysis(tuple(problems), tuple(free), tuple(keys))
 
 
 def references(expression: str, name: str) -> list[tuple[int, str]]:
@@ -50,11 +91,7 @@ def references(expression: str, name: str) -> list[tuple[int, str]]:
         >>> references('phases["A"].x > output.y', "phases")
         [(0, 'A')]
     """
-    try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
-    return sorted(ref for node in ast.walk(tree) if (ref := _constant_key(node, name)))
+    return [(column, key) for owner, column, key in _analyse(expression).keys if owner == name]
 
 
 def check_expression(expression: str, names: Collection[str]) -> list[tuple[int, str]]:
@@ -64,34 +101,14 @@ def check_expression(expression: str, names: Collection[str]) -> list[tuple[int,
         expression: The text after ``validation:``.
         names: The names it may read (functions are always allowed).
     """
-    try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as exc:
-        column = max((exc.offset or 1) - 1, 0)
-        return [(column, f"invalid expression: {exc.msg}")]
-    except (ValueError, RecursionError, MemoryError) as exc:
-        return [(0, f"invalid expression: {exc}")]
-    problems: list[tuple[int, str]] = []
-    bound = {
-        n.id
-        for gen in ast.walk(tree)
-        if isinstance(gen, ast.comprehension)
-        for n in ast.walk(gen.target)
-        if isinstance(n, ast.Name)
-    }
-    known = set(names) | set(FUNCTIONS) | bound
-    for node in ast.walk(tree):
-        column = getattr(node, "col_offset", 0)
-        if not isinstance(node, _ALLOWED):
-            problems.append((column, f"'{type(node).__name__}' is not allowed in an expression"))
-            break  # its children would only repeat the point
-        elif isinstance(node, ast.Name) and node.id not in known:
+    analysis = _analyse(expression)
+    problems = list(analysis.problems)
+    for column, name in analysis.free_names:
+        if name not in names:
             problems.append(
-                (column, f"unknown name '{node.id}'; expected one of {', '.join(sorted(set(names)))}" + did_you_mean(node.id, known))
+                (column, f"unknown name '{name}'; expected one of {', '.join(sorted(set(names)))}" + did_you_mean(name, [*names, *FUNCTIONS]))
             )
-        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-            problems.append((column, f"attribute '{node.attr}' is not allowed (names starting with '_' are private)"))
-    return problems
+    return sorted(problems)
 
 
 class _Namespace(dict):  # type: ignore[type-arg]

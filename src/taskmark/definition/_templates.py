@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["TemplateCheck", "check_template", "environment"]
@@ -31,13 +31,8 @@ class TemplateCheck:
     """Constant keys read as ``NAME["X"]`` or ``NAME.X`` for phases, steps and output."""
 
 
-def check_template(text: str, names: Collection[str]) -> TemplateCheck:
-    """Parse a template and list the names it reads that are not in ``names``.
-
-    Args:
-        text: The template.
-        names: The top-level names it may read (Jinja's own globals are always allowed).
-    """
+@functools.lru_cache(maxsize=4096)
+def _analyse(text: str) -> TemplateCheck:
     env = environment()
     try:
         tree = env.parse(text)
@@ -45,8 +40,12 @@ def check_template(text: str, names: Collection[str]) -> TemplateCheck:
         return TemplateCheck(syntax_error=(max(exc.lineno - 1, 0), exc.message or "syntax error"))
     except RecursionError:
         return TemplateCheck(syntax_error=(0, "template nested too deeply"))
-    read = meta.find_undeclared_variables(tree)
-    check = TemplateCheck(unknown_names=sorted(read - set(names) - set(env.globals)))
+    # Names read but never assigned in the template ({% set %}, loop variables, macro
+    # arguments). Cheaper than jinja2.meta.find_undeclared_variables, which runs the compiler.
+    read, assigned = set(), set()
+    for node in tree.find_all(nodes.Name):
+        (read if node.ctx == "load" else assigned).add(node.name)
+    check = TemplateCheck(unknown_names=sorted(read - assigned - set(env.globals)))
     for node in tree.find_all((nodes.Getitem, nodes.Getattr)):
         if not isinstance(node.node, nodes.Name) or node.node.name not in check.keys:
             continue
@@ -58,3 +57,14 @@ def check_template(text: str, names: Collection[str]) -> TemplateCheck:
             key = node.attr
         check.keys[node.node.name].append(key)
     return check
+
+
+def check_template(text: str, names: Collection[str]) -> TemplateCheck:
+    """Parse a template and list the names it reads that are not in ``names``.
+
+    Args:
+        text: The template.
+        names: The top-level names it may read (Jinja's own globals are always allowed).
+    """
+    check = _analyse(text)
+    return replace(check, unknown_names=[n for n in check.unknown_names if n not in names])

@@ -2,8 +2,8 @@
 
 PyYAML's composer gives nodes with marks; we turn them into plain Python values and a table
 from each key path to its place, so that any later error (pydantic's included) can point at
-the line. Anchors and aliases are refused (an alias bomb expands exponentially), and so is
-nesting deeper than :data:`MAX_DEPTH`.
+the line. Aliases are refused (an alias bomb expands exponentially), and so is nesting deeper
+than :data:`MAX_DEPTH`; both are found in the event stream, before anything is composed.
 """
 
 from __future__ import annotations
@@ -58,33 +58,23 @@ def _nearest(table: dict[KeyPath, Location], path: KeyPath, default: Location) -
     return table.get((), default)
 
 
-class _YAMLProblem(Exception):
-    def __init__(self, mark: yaml.Mark | None, msg: str) -> None:
-        self.mark = mark
-        self.msg = msg
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installed: ~10x faster
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
-class _Loader(yaml.SafeLoader):
-    """A safe loader that refuses aliases and deep nesting while composing."""
-
+def _first_problem(text: str) -> tuple[yaml.Mark, str] | None:
+    """An alias or too deep nesting, found from the event stream before composing."""
     depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: ANN401 - PyYAML's API
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise _YAMLProblem(
-                event.start_mark,
-                "YAML aliases (*name) are not allowed in definitions; write the value out",
-            )
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise _YAMLProblem(
-                self.peek_event().start_mark, f"YAML nested deeper than {MAX_DEPTH} levels"
-            )
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            return event.start_mark, "YAML aliases (*name) are not allowed in definitions; write the value out"
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return event.start_mark, f"YAML nested deeper than {MAX_DEPTH} levels"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
 
 
 def load_yaml(
@@ -116,39 +106,37 @@ def load_yaml(
         return source.at(first_line0 + mark.line, indent + mark.column)
 
     try:
-        loader = _Loader(text)
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position)
-        mark = yaml.Mark("", exc.position, line, exc.position - (text.rfind("\n", 0, exc.position) + 1), None, None)
-        reporter.error(at(mark), f"invalid YAML in {what}: character {exc.character:#06x} is not allowed")
-        return None
-    try:
-        node = loader.get_single_node()
-    except _YAMLProblem as exc:
-        reporter.error(at(exc.mark), exc.msg)
-        return None
+        problem = _first_problem(text)
+        if problem is not None:
+            reporter.error(at(problem[0]), problem[1])
+            return None
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        reporter.error(at(mark), f"invalid YAML in {what}: {problem}")
+        msg = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context and exc.context_mark is not None:
+            msg += f"; {exc.context} at line {at(exc.context_mark).line}"
+        reporter.error(at(mark), f"invalid YAML in {what}: {msg}")
+        return None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position)
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1)
+        reporter.error(source.at(first_line0 + line, indent + column), f"invalid YAML in {what}: character {exc.character:#06x} is not allowed")
         return None
     except (yaml.YAMLError, RecursionError) as exc:
         reporter.error(source.at(first_line0), f"invalid YAML in {what}: {exc}")
         return None
-    finally:
-        loader.dispose()
     spans = Spans(root=source.at(first_line0))
     if node is None:
         return None, spans
     problems: list[tuple[Location, str]] = []
-    value = _to_python(loader, node, (), spans, at, problems)
+    value = _to_python(node, (), spans, at, problems)
     for where, msg in problems:
         reporter.error(where, msg)
     return (value, spans) if not problems else None
 
 
 def _to_python(
-    loader: _Loader,
     node: yaml.Node,
     path: KeyPath,
     spans: Spans,
@@ -163,7 +151,7 @@ def _to_python(
             if not isinstance(key_node, yaml.ScalarNode):
                 problems.append((at(key_node.start_mark), "YAML keys must be plain scalars"))
                 continue
-            key = _scalar(loader, key_node, at, problems)
+            key = _scalar(key_node, at, problems)
             if isinstance(key, (list, dict)) or key is None and key_node.value == "<<":
                 problems.append((at(key_node.start_mark), "YAML merge keys (<<) are not allowed"))
                 continue
@@ -175,18 +163,17 @@ def _to_python(
                 continue
             seen[key] = where
             spans.keys[(*path, key)] = where
-            result[key] = _to_python(loader, value_node, (*path, key), spans, at, problems)
+            result[key] = _to_python(value_node, (*path, key), spans, at, problems)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _to_python(loader, item, (*path, i), spans, at, problems)
+            _to_python(item, (*path, i), spans, at, problems)
             for i, item in enumerate(node.value)
         ]
-    return _scalar(loader, node, at, problems)
+    return _scalar(node, at, problems)
 
 
 def _scalar(
-    loader: _Loader,
     node: yaml.ScalarNode,
     at: Any,  # noqa: ANN401 - a local closure
     problems: list[tuple[Location, str]],
@@ -194,7 +181,7 @@ def _scalar(
     if node.tag == "tag:yaml.org,2002:merge":
         return None
     try:
-        value = loader.construct_object(node, deep=True)
+        value = _CONSTRUCTOR.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, OverflowError) as exc:
         problems.append((at(node.start_mark), f"invalid YAML value {node.value!r}: {exc}"))
         return None
