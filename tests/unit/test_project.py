@@ -53,11 +53,15 @@ def test_daily_market_analysis_runs_weekdays_at_eight_in_new_york(monkeypatch: p
 
 
 def _doc_examples() -> list[tuple[str, str]]:
+    """Whole definitions (````markdown blocks) and metadata blocks (```yaml with a name)."""
     found = []
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")
         for i, match in enumerate(re.finditer(r"^(`{4,})markdown\n(.*?)^\1$", text, re.M | re.S)):
             found.append((f"{doc.stem}-{i}", match.group(2)))
+        for i, match in enumerate(re.finditer(r"^```yaml\n(name: .*?)^```$", text, re.M | re.S)):
+            definition = f"# T\n\n```yaml\n{match.group(1)}```\n\n## Phase: A\n\n### Steps\n- note\n"
+            found.append((f"{doc.stem}-metadata-{i}", definition))
     return found
 
 
