@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from pydantic import BaseModel
 
 from taskmark.definition import AgentSettings, CritiqueOptions, InlineAgent, Metadata, PhaseOptions, RefineOptions
 
@@ -14,7 +15,7 @@ app = typer.Typer()
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the metadata, phase options and agent settings."""
-    parts = {
+    parts: dict[str, type[BaseModel]] = {
         "metadata": Metadata,
         "phaseOptions": PhaseOptions,
         "critiqueOptions": CritiqueOptions,

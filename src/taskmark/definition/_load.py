@@ -121,8 +121,8 @@ class _Loader:
             self.reporter.error(raw.title_location, "missing metadata: expected a ```yaml block after the title, with at least 'name:'")
         else:
             checked = self._spec(raw.metadata, Metadata, "metadata")
-            if checked is not None:
-                metadata = checked[0]  # type: ignore[assignment]
+            if checked is not None and isinstance(checked[0], Metadata):
+                metadata = checked[0]
                 self._check_schedule(metadata, checked[1])
         if not raw.phases:
             self.reporter.error(raw.title_location, "a definition needs at least one '## Phase: NAME' section")
@@ -231,7 +231,7 @@ class _Loader:
                 self.reporter.error(step.location, f"a ### {raw.name} section takes agent steps ('agent: ID - prompt'); found a {step.kind} step")
         if not steps:
             self.reporter.error(raw.location, f"### {raw.name} needs an agent step: '- agent: AGENT_ID - prompt'")
-        return Section(options=options, steps=steps, location=raw.location)  # type: ignore[arg-type]
+        return Section(options=options, steps=steps, location=raw.location)
 
     # -- whole-definition checks ------------------------------------------------------------
 

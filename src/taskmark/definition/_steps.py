@@ -87,7 +87,7 @@ def _aggregate(rest: str, item: RawItem, reporter: Reporter) -> AggregateStep | 
     if method != "consensus" and agent:
         reporter.error(item.location, f"'aggregate: {method}' takes no agent; only consensus does")
         return None
-    return AggregateStep(method=method, agent=agent, location=item.location)  # type: ignore[arg-type]
+    return AggregateStep(method=method, agent=agent, location=item.location)
 
 
 def _step_llm(item: RawItem, reporter: Reporter) -> LLMSettings | None:

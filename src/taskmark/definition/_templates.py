@@ -42,20 +42,22 @@ def _analyse(text: str) -> TemplateCheck:
         return TemplateCheck(syntax_error=(0, "template nested too deeply"))
     # Names read but never assigned in the template ({% set %}, loop variables, macro
     # arguments). Cheaper than jinja2.meta.find_undeclared_variables, which runs the compiler.
-    read, assigned = set(), set()
-    for node in tree.find_all(nodes.Name):
-        (read if node.ctx == "load" else assigned).add(node.name)
+    read: set[str] = set()
+    assigned: set[str] = set()
+    for name in tree.find_all(nodes.Name):
+        (read if name.ctx == "load" else assigned).add(name.name)
     check = TemplateCheck(unknown_names=sorted(read - assigned - set(env.globals)))
     for node in tree.find_all((nodes.Getitem, nodes.Getattr)):
-        if not isinstance(node.node, nodes.Name) or node.node.name not in check.keys:
+        owner = getattr(node, "node", None)
+        if not isinstance(owner, nodes.Name) or owner.name not in check.keys:
             continue
         if isinstance(node, nodes.Getitem):
             if not isinstance(node.arg, nodes.Const) or not isinstance(node.arg.value, str):
                 continue  # computed at run time; checked then
             key = node.arg.value
         else:
-            key = node.attr
-        check.keys[node.node.name].append(key)
+            key = getattr(node, "attr", "")
+        check.keys[owner.name].append(key)
     return check
 
 

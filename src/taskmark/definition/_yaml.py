@@ -62,7 +62,7 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installe
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
-def _first_problem(text: str) -> tuple[yaml.Mark, str] | None:
+def _first_problem(text: str) -> tuple[Any, str] | None:
     """An alias or too deep nesting, found from the event stream before composing."""
     depth = 0
     for event in yaml.parse(text, Loader=_LOADER):
@@ -170,6 +170,7 @@ def _to_python(
             _to_python(item, (*path, i), spans, at, problems)
             for i, item in enumerate(node.value)
         ]
+    assert isinstance(node, yaml.ScalarNode)
     return _scalar(node, at, problems)
 
 
