@@ -1,0 +1,24 @@
+"""Stage tasks, step strategies and the run's context.
+
+``run_lifecycle`` runs one phase's stages as Prefect tasks; ``Runtime`` is what a run's
+phases share; ``step_strategy`` registers a custom step kind.
+"""
+
+from __future__ import annotations
+
+from taskmark.tasks._context import PhaseRecord, RunRecord, StageRecord, StageResult
+from taskmark.tasks._lifecycle import PhaseFailed, run_lifecycle
+from taskmark.tasks._runtime import CURRENT_RUNTIME, Runtime
+from taskmark.tasks._strategies import step_strategy
+
+__all__ = [
+    "CURRENT_RUNTIME",
+    "PhaseFailed",
+    "PhaseRecord",
+    "RunRecord",
+    "Runtime",
+    "StageRecord",
+    "StageResult",
+    "run_lifecycle",
+    "step_strategy",
+]

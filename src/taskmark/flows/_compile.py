@@ -1,0 +1,80 @@
+"""A definition into a Prefect flow: typed parameters, phases as concurrent subflows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import Flow, flow
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+
+from taskmark.definition import Definition
+from taskmark.flows._artifacts import write_artifacts
+from taskmark.flows._parameters import signature_of
+from taskmark.flows._schedule import run_phases
+from taskmark.tasks import Runtime
+from taskmark.tasks._runtime import CURRENT_RUNTIME
+
+__all__ = ["TIMEOUT_GRACE_S", "compile"]
+
+TIMEOUT_GRACE_S = 30.0
+"""Prefect's own flow timeout comes this long after maxExecutionTime: taskmark's timeout
+fires first and keeps the finished phases' outputs; Prefect's is the backstop."""
+
+
+def _outcome(runtime: Runtime) -> State[Any]:
+    records = runtime.records
+    bad = [r for r in records.values() if r.state in ("FAILED", "TIMED_OUT")]
+    if not bad:
+        return Completed(message=f"{len(records)} phases completed")
+    timed_out = [r for r in bad if r.state == "TIMED_OUT"]
+    if timed_out:
+        return Failed(name="TimedOut", message="; ".join(r.error or r.name for r in timed_out))
+    return Failed(message="; ".join(r.error or r.name for r in bad))
+
+
+def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the product's verb
+    """The Prefect flow of a definition.
+
+    The flow's name is the definition's ``name``; its parameters are the requirements
+    (typed, with defaults and descriptions, validated before anything runs); each phase
+    runs as a subflow `Phase: NAME` as soon as its dependencies complete.
+
+    Example:
+        >>> my_flow = compile(load_definition("definitions/daily-market-analysis.md"))
+        >>> my_flow.name
+        'daily-market-analysis'
+    """
+    signature, doc = signature_of(definition)
+    max_time = definition.metadata.max_execution_time
+
+    async def body(*args: Any, **kwargs: Any) -> State[Any]:  # noqa: ANN401
+        inputs = dict(signature.bind(*args, **kwargs).arguments)
+        for name, parameter in signature.parameters.items():
+            inputs.setdefault(name, parameter.default)
+        runtime = CURRENT_RUNTIME.get(None)
+        if runtime is None or runtime.definition is not definition:
+            runtime = Runtime(definition)
+        runtime.flow_run_id = flow_run.get_id()
+        token = CURRENT_RUNTIME.set(runtime)
+        try:
+            await run_phases(definition, inputs, runtime, timeout_s=max_time)
+            await write_artifacts(runtime)
+        finally:
+            CURRENT_RUNTIME.reset(token)
+        outcome = _outcome(runtime)
+        runtime.emit("execution:complete", state=outcome.type.value)
+        return outcome
+
+    body.__name__ = body.__qualname__ = definition.name.replace("-", "_")
+    body.__signature__ = signature  # type: ignore[attr-defined]
+    body.__doc__ = doc
+    return flow(
+        body,
+        name=definition.name,
+        description=definition.metadata.description or definition.title,
+        version=definition.metadata.version,
+        timeout_seconds=max_time + TIMEOUT_GRACE_S if max_time else None,
+        validate_parameters=True,
+        persist_result=False,
+    )

@@ -1,0 +1,108 @@
+"""Running a definition in this process and reporting what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from taskmark.blocks import ProviderOverrides
+from taskmark.definition import Definition, load_definition
+from taskmark.flows._compile import compile
+from taskmark.tasks import Runtime
+from taskmark.tasks._runtime import CURRENT_RUNTIME
+
+__all__ = ["PhaseSummary", "RunResult", "Usage", "arun", "run"]
+
+
+class PhaseSummary(BaseModel):
+    """One phase of a finished run."""
+
+    state: str = Field(description="COMPLETED, FAILED, NOT_RUN or TIMED_OUT.")
+    duration_s: float = Field(description="Wall time.")
+    outputs: Any = Field(default=None, description="The phase's outputs.")
+    error: str | None = Field(default=None, description="Why it did not complete.")
+
+
+class Usage(BaseModel):
+    """LLM usage of a run."""
+
+    calls: int = Field(description="Answered calls.")
+    failed_calls: int = Field(description="Calls that ended in an error.")
+    prompt_tokens: int = Field(description="Tokens sent.")
+    completion_tokens: int = Field(description="Tokens generated.")
+    cost_usd: float = Field(description="Known cost in US dollars.")
+
+
+class RunResult(BaseModel):
+    """What `taskmark run --json` prints."""
+
+    flow_run_id: str | None = Field(description="The Prefect flow run.")
+    state: str = Field(description="COMPLETED, FAILED, ...")
+    message: str | None = Field(default=None, description="The final state's message.")
+    duration_s: float = Field(description="Wall time of the run.")
+    phases: dict[str, PhaseSummary] = Field(description="Each phase, in run order.")
+    usage: Usage = Field(description="LLM usage.")
+    models: list[str] = Field(description="The models that answered.")
+
+
+async def arun(
+    definition: Definition | str | Path,
+    params: dict[str, Any] | None = None,
+    *,
+    overrides: ProviderOverrides | None = None,
+    no_cache: bool = False,
+    hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] | None = None,
+) -> RunResult:
+    """Run a definition as a Prefect flow in this process and wait for it.
+
+    Args:
+        definition: A definition, or the path of one.
+        params: The inputs.
+        overrides: Model, API base and key overrides (the CLI's flags).
+        no_cache: Ignore the definition's response cache.
+        hooks: Callbacks by moment: ``phase:start``, ``phase:complete``, ``phase:failed``,
+            ``execution:complete``.
+
+    Raises:
+        DefinitionError: The file is not a valid definition.
+        prefect.exceptions.ParameterTypeError: An input has the wrong type or is missing.
+    """
+    if not isinstance(definition, Definition):
+        definition = load_definition(definition)
+    runtime = Runtime(definition, overrides=overrides, no_cache=no_cache, hooks=hooks or {})
+    token = CURRENT_RUNTIME.set(runtime)
+    started = time.perf_counter()
+    try:
+        state = await compile(definition)(**(params or {}), return_state=True)
+    finally:
+        CURRENT_RUNTIME.reset(token)
+    total = runtime.ledger.total()
+    return RunResult(
+        flow_run_id=runtime.flow_run_id,
+        state=state.type.value,
+        message=state.message,
+        duration_s=time.perf_counter() - started,
+        phases={
+            p.name: PhaseSummary(state=r.state, duration_s=r.duration_s, outputs=r.outputs, error=r.error)
+            for p in definition.run_order()
+            if (r := runtime.records.get(p.name)) is not None
+        },
+        usage=Usage(calls=total.calls, failed_calls=total.failed_calls, prompt_tokens=total.prompt_tokens, completion_tokens=total.completion_tokens, cost_usd=total.cost_usd),
+        models=sorted(runtime.models),
+    )
+
+
+def run(path: str | Path, **params: Any) -> RunResult:  # noqa: ANN401
+    """Run the definition at ``path`` with ``params`` and wait for it (see :func:`arun`).
+
+    Example:
+        >>> result = run("definitions/daily-market-analysis.md", question="What moved BTC?")
+        >>> result.state
+        'COMPLETED'
+    """
+    return asyncio.run(arun(path, params))

@@ -1,0 +1,132 @@
+"""Answers of a phase's steps and the pure work done on them: parsing, checks, aggregation.
+
+Nothing here does I/O; the lifecycle calls these inside its stage tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskmark.definition import AgentStep, OutputField, Phase, ValidationStep, evaluate
+from taskmark.definition._spec import matches_type
+
+__all__ = ["Answer", "aggregate", "check_quality", "check_structure", "output_schema", "parse_text"]
+
+
+@dataclass
+class Answer:
+    """One step's answer as it moves through the lifecycle."""
+
+    step: AgentStep
+    key: str
+    """Unique within the phase: the agent id, or `id#2` for the second step of the same agent."""
+    prompt: str | None = None
+    text: str | None = None
+    value: Any = None
+    """The parsed output: a mapping when outputs are declared, else the text."""
+    model: str | None = None
+    errors: list[str] = field(default_factory=list)
+    """Failed structure and quality checks of the current value."""
+    failure: str | None = None
+    """Why this answer cannot be used (its call or its loop failed)."""
+    refinements: int = 0
+
+    @property
+    def usable(self) -> bool:
+        """Whether the answer may reach the phase's output."""
+        return self.failure is None and self.text is not None
+
+
+def output_schema(outputs: list[OutputField]) -> dict[str, Any] | None:
+    """The JSON Schema an agent's reply must match, when the phase declares outputs."""
+    if not outputs:
+        return None
+    return {
+        "type": "object",
+        "properties": {
+            o.name: {"type": o.type, **({"description": o.description} if o.description else {})}
+            for o in outputs
+        },
+        "required": [o.name for o in outputs],
+        "additionalProperties": True,
+    }
+
+
+def parse_text(text: str, parsed: Any, outputs: list[OutputField]) -> tuple[Any, str | None]:  # noqa: ANN401
+    """The value of a reply, and why it could not be parsed (None when it could).
+
+    With declared outputs the reply is JSON (already parsed by the provider when it could);
+    without, the text is the value.
+    """
+    if not outputs:
+        return text, None
+    if isinstance(parsed, dict):
+        return parsed, None
+    start, end = text.find("{"), text.rfind("}")
+    try:
+        value = json.loads(text[start : end + 1] if 0 <= start < end else text)
+    except ValueError:
+        return None, f"the reply is not JSON: {text[:80]!r}"
+    if not isinstance(value, dict):
+        return None, f"expected a JSON object; found {type(value).__name__}"
+    return value, None
+
+
+def check_structure(value: Any, outputs: list[OutputField]) -> list[str]:  # noqa: ANN401
+    """What in ``value`` does not match the declared outputs."""
+    if not outputs:
+        return []
+    if not isinstance(value, dict):
+        return [f"expected an object with {', '.join(o.name for o in outputs)}; found {value!r:.80}"]
+    problems = []
+    for output in outputs:
+        if output.name not in value:
+            problems.append(f"missing output '{output.name}'")
+        elif not matches_type(value[output.name], output.type) and not (output.type == "number" and isinstance(value[output.name], int)):
+            problems.append(f"output '{output.name}' should be {output.type}; found {value[output.name]!r:.80}")
+    return problems
+
+
+def check_quality(value: Any, phase: Phase, names: dict[str, Any]) -> list[str]:  # noqa: ANN401
+    """The validation expressions of ``phase`` that ``value`` fails, each with the value seen."""
+    problems = []
+    for step in phase.steps:
+        if not isinstance(step, ValidationStep):
+            continue
+        try:
+            passed = bool(evaluate(step.expression, {**names, "output": value}))
+            reason = "is false"
+        except Exception as exc:  # noqa: BLE001 - any error in a user's expression is a failed check
+            passed, reason = False, f"raised {type(exc).__name__}: {exc}"
+        if not passed:
+            problems.append(f"validation `{step.expression}` {reason} for output {_short(value)} in phase '{phase.name}'")
+    return problems
+
+
+def _short(value: Any) -> str:  # noqa: ANN401
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def aggregate(method: str, answers: list[Answer]) -> Any:  # noqa: ANN401
+    """Combine usable answers (in step order) by ``merge``, ``concat``, ``vote`` or ``first``.
+
+    ``consensus`` is not here: it asks an agent (see the lifecycle).
+    """
+    values = [(a.key, a.value) for a in answers]
+    if method == "merge":
+        return dict(values)
+    if method == "concat":
+        if all(isinstance(v, str) for _, v in values):
+            return "\n\n".join(v for _, v in values)
+        return [v for _, v in values]
+    if method == "first":
+        return values[0][1]
+    if method == "vote":
+        counts = Counter(json.dumps(v, sort_keys=True, default=str) for _, v in values)
+        best = max(counts.values())
+        return next(v for _, v in values if counts[json.dumps(v, sort_keys=True, default=str)] == best)
+    raise ValueError(f"unknown aggregate {method!r}")

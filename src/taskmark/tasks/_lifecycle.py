@@ -1,0 +1,306 @@
+"""The phase lifecycle: eleven stages in order, each with work a Prefect task named `PHASE/stage`.
+
+A stage with nothing to do is recorded as skipped without a task run. Every agent call is a
+task of its own (`PHASE/inference`, `PHASE/critique`, ...), so a parallel phase's calls run at
+the same time and one failing call does not stop its siblings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from taskmark.definition import AgentStep, AggregateStep, CustomStep, Definition, Phase, template_environment
+from taskmark.errors import ProviderError, TaskmarkError
+from taskmark.tasks._answers import Answer, aggregate, check_quality, check_structure, output_schema, parse_text
+from taskmark.tasks._context import PhaseRecord, StageRecord, StageResult
+from taskmark.tasks._handlers import call_handler
+from taskmark.tasks._runtime import Runtime
+from taskmark.tasks._strategies import run_custom_step
+
+__all__ = ["PhaseFailed", "run_lifecycle"]
+
+
+class PhaseFailed(TaskmarkError):
+    """A phase could not produce its outputs; the message says which stage and why."""
+
+    def __init__(self, phase: str, stage: str, reason: str) -> None:
+        self.phase, self.stage, self.reason = phase, stage, reason
+        super().__init__(f"phase '{phase}' failed in {stage}: {reason}")
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+async def _stage(work: Callable[[], Awaitable[StageResult]]) -> StageResult:
+    return await work()
+
+
+class _Lifecycle:
+    """One run of one phase."""
+
+    def __init__(self, definition: Definition, phase: Phase, inputs: dict[str, Any], upstream: dict[str, Any], runtime: Runtime) -> None:
+        self.definition, self.phase, self.runtime = definition, phase, runtime
+        self.inputs, self.upstream = inputs, upstream
+        self.record = PhaseRecord(name=phase.name, state="RUNNING", started_at=time.time())
+        self.answers: list[Answer] = []
+        self.schema = output_schema(phase.outputs)
+        self.layers = (phase.options.llm, definition.metadata.llm)
+        keys: dict[str, int] = {}
+        for step in phase.agent_steps():
+            keys[step.agent] = keys.get(step.agent, 0) + 1
+            key = step.agent if keys[step.agent] == 1 else f"{step.agent}#{keys[step.agent]}"
+            self.answers.append(Answer(step=step, key=key))
+
+    # -- running stages --------------------------------------------------------------------
+
+    async def stage(self, name: str, work: Callable[[], Awaitable[StageResult]] | None) -> StageResult | None:
+        """Run a stage as a task (or record it skipped); a handler named for it runs after."""
+        handler = self.phase.options.handlers.get(name)
+        if work is None and handler is None:
+            self.record.record(name, "skipped")
+            return None
+        started = time.perf_counter()
+
+        async def both() -> StageResult:
+            result = await work() if work is not None else StageResult()
+            if handler is not None:
+                extra = await call_handler(handler, self.view(stage=name, data=result.data))
+                result = StageResult(data=extra.data if extra.data is not None else result.data, flags={**result.flags, **extra.flags}, logs=result.logs + extra.logs)
+            return result
+
+        try:
+            result = await self.runtime.stage_task(_stage, self.phase.name, name)(both)
+        except PhaseFailed as failure:
+            self.record.record(name, "failed", duration_s=time.perf_counter() - started, error=failure.reason)
+            raise
+        except Exception as exc:
+            self.record.record(name, "failed", duration_s=time.perf_counter() - started, error=str(exc))
+            raise PhaseFailed(self.phase.name, name, str(exc)) from exc
+        self.record.record(name, "completed", result, duration_s=time.perf_counter() - started)
+        return result
+
+    def view(self, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+        """What handlers see of the run."""
+        return {"phase": self.phase.name, "inputs": self.inputs, "phases": self.upstream, "flags": dict(self.record.flags), **extra}
+
+    def names(self, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+        """What templates and expressions see."""
+        steps = {a.key: a.value for a in self.answers if a.usable}
+        return {**self.inputs, "inputs": self.inputs, "phases": self.upstream, "steps": steps, **extra}
+
+    def render(self, template: str, **extra: Any) -> str:  # noqa: ANN401
+        return template_environment().from_string(template).render(self.names(**extra))
+
+    async def ask(self, stage: str, step: AgentStep, prompt: str, *, schema: dict[str, Any] | None) -> Any:  # noqa: ANN401
+        """One agent call as a task of its own."""
+        self.record.calls += 1
+        agent = self.definition.agents[step.agent]
+        return await self.runtime.call(self.phase, stage, agent, prompt, (step.llm, *self.layers), schema)
+
+    # -- the lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> PhaseRecord:
+        await self.stage("ingestion", self.ingest)
+        await self.stage("preProcessing", None)
+        await self.stage("promptTemplating", self.template if self.answers else None)
+        await self.stage("inference", self.infer if self.answers or self.custom_steps else None)
+        await self.stage("parsing", self.parse if self.answers else None)
+        has_checks = bool(self.phase.outputs) or any(s.kind == "validation" for s in self.phase.steps)
+        await self.stage("validateStructure", self.validate_structure if self.phase.outputs and self.answers else None)
+        await self.stage("validateQuality", self.validate_quality if has_checks and self.answers else None)
+        needs_loop = self.answers and (self.phase.critique or self.phase.refine) and any(self.wants_loop(a) for a in self.answers)
+        await self.stage("critique", self.loop if needs_loop else None)
+        self.record.stages["refine"] = self.record.stages.get("refine") or _skipped()
+        await self.stage("finalValidation", self.final_validation if has_checks and self.answers else None)
+        await self.stage("integration", self.integrate)
+        self.record.state = "COMPLETED"
+        return self.record
+
+    @property
+    def custom_steps(self) -> list[CustomStep]:
+        return [s for s in self.phase.steps if isinstance(s, CustomStep)]
+
+    async def ingest(self) -> StageResult:
+        return StageResult(data={"inputs": sorted(self.inputs), "phases": sorted(self.upstream)})
+
+    async def template(self) -> StageResult:
+        # Prompts that read earlier steps are rendered just before their call (inference).
+        for answer in self.answers:
+            if "steps" not in answer.step.prompt:
+                answer.prompt = self.render(answer.step.prompt)
+        return StageResult(data={a.key: a.prompt for a in self.answers if a.prompt is not None})
+
+    async def infer(self) -> StageResult:
+        async def one(answer: Answer) -> None:
+            if answer.prompt is None:
+                answer.prompt = self.render(answer.step.prompt)
+            try:
+                completion = await self.ask("inference", answer.step, answer.prompt, schema=self.schema)
+            except ProviderError as error:
+                answer.failure = str(error)
+                return
+            answer.text, answer.model = completion.text, completion.model
+            answer.value, problem = parse_text(completion.text, completion.parsed, self.phase.outputs)
+            if problem:
+                answer.value = completion.text
+        if self.phase.parallel:
+            await asyncio.gather(*(one(a) for a in self.answers))
+        else:
+            for answer in self.answers:
+                await one(answer)
+                if answer.failure:
+                    raise PhaseFailed(self.phase.name, "inference", answer.failure)
+        failed = [a for a in self.answers if a.failure]
+        if self.answers and len(failed) == len(self.answers):
+            raise PhaseFailed(self.phase.name, "inference", failed[0].failure or "every call failed")
+        custom = {s.kind: await run_custom_step(s, self.names()) for s in self.custom_steps}
+        return StageResult(
+            data={"answers": {a.key: a.text for a in self.answers}, "models": {a.key: a.model for a in self.answers if a.model}, "custom": custom},
+            logs=[f"{a.key}: {a.failure}" for a in failed],
+        )
+
+    async def parse(self) -> StageResult:
+        problems = {}
+        for answer in self.answers:
+            if answer.usable:
+                answer.value, problem = parse_text(answer.text or "", answer.value if isinstance(answer.value, dict) else None, self.phase.outputs)
+                if problem:
+                    answer.errors = [problem]
+                    problems[answer.key] = problem
+        return StageResult(data={a.key: a.value for a in self.answers if a.usable}, logs=[f"{k}: {p}" for k, p in problems.items()])
+
+    def check(self, answer: Answer) -> list[str]:
+        if answer.value is None:
+            return answer.errors or ["the reply could not be parsed"]
+        return check_structure(answer.value, self.phase.outputs) + check_quality(answer.value, self.phase, self.names())
+
+    async def validate_structure(self) -> StageResult:
+        found = {a.key: check_structure(a.value, self.phase.outputs) for a in self.answers if a.usable}
+        return StageResult(data=found, flags={"structure_ok": not any(found.values())})
+
+    async def validate_quality(self) -> StageResult:
+        for answer in self.answers:
+            if answer.usable:
+                answer.errors = self.check(answer)
+        failing = {a.key: a.errors for a in self.answers if a.usable and a.errors}
+        if failing and not (self.phase.critique or self.phase.refine):
+            self.fail_answers("validateQuality", failing)
+        return StageResult(data=failing, flags={"quality_ok": not failing})
+
+    def wants_loop(self, answer: Answer) -> bool:
+        always = self.phase.critique is not None and getattr(self.phase.critique.options, "when", "") == "always"
+        return answer.usable and (bool(answer.errors) or always)
+
+    async def loop(self) -> StageResult:
+        """Critique and refine each answer that needs it, at most maxRefinements times."""
+        refine = self.phase.refine
+        limit = getattr(refine.options, "max_refinements", 0) if refine else 0
+        critiques: dict[str, list[str]] = {}
+
+        async def one(answer: Answer) -> None:
+            rounds = 0
+            while self.wants_loop(answer) and (rounds == 0 or answer.errors):
+                try:
+                    critique = await self.critique(answer)
+                    critiques.setdefault(answer.key, []).append(critique)
+                    if refine is None or rounds >= limit:
+                        break
+                    rounds += 1
+                    await self.revise(answer, critique)
+                except (ProviderError, PhaseFailed) as error:
+                    answer.failure = f"Loop body failed: {error}"
+                    return
+            answer.refinements = rounds
+
+        await asyncio.gather(*(one(a) for a in self.answers))
+        self.record.stages["refine"] = _completed({a.key: a.refinements for a in self.answers}) if refine else _skipped()
+        return StageResult(data=critiques)
+
+    async def critique(self, answer: Answer) -> str:
+        errors = "; ".join(answer.errors) or "none"
+        if self.phase.critique is None:
+            return errors
+        texts = []
+        for step in self.phase.critique.steps:
+            prompt = self.render(step.prompt, output=answer.value, errors=errors)
+            texts.append((await self.ask("critique", step, prompt, schema=None)).text)
+        return "\n\n".join(texts)
+
+    async def revise(self, answer: Answer, critique: str) -> None:
+        assert self.phase.refine is not None
+        for step in self.phase.refine.steps:
+            prompt = self.render(step.prompt, output=answer.value, critique=critique, errors="; ".join(answer.errors) or "none")
+            completion = await self.ask("refine", step, prompt, schema=self.schema)
+            answer.text = completion.text
+            answer.value, problem = parse_text(completion.text, completion.parsed, self.phase.outputs)
+            answer.errors = [problem] if problem else []
+        answer.errors = self.check(answer)
+
+    async def final_validation(self) -> StageResult:
+        remaining = {}
+        for answer in self.answers:
+            if answer.usable:
+                answer.errors = self.check(answer)
+                if answer.errors:
+                    remaining[answer.key] = answer.errors
+        if remaining and not self.phase.refine:
+            self.fail_answers("finalValidation", remaining)
+        # A refine loop that ended at its limit passes its last output on, flagged.
+        return StageResult(data=remaining, flags={"accepted_with_errors": sorted(remaining)} if remaining else {})
+
+    def fail_answers(self, stage: str, failing: dict[str, list[str]]) -> None:
+        """Drop answers that failed checks; fail the phase when its output cannot be formed."""
+        for answer in self.answers:
+            if answer.key in failing:
+                answer.failure = failing[answer.key][0]
+        if not self.phase.parallel or not any(a.usable for a in self.answers):
+            first = next(iter(failing.values()))[0]
+            raise PhaseFailed(self.phase.name, stage, first)
+
+    async def integrate(self) -> StageResult:
+        usable = [a for a in self.answers if a.usable]
+        if self.answers and not usable:
+            reasons = "; ".join(f"{a.key}: {a.failure}" for a in self.answers)
+            raise PhaseFailed(self.phase.name, "integration", f"no answer to aggregate ({reasons})")
+        step = next((s for s in self.phase.steps if isinstance(s, AggregateStep)), None)
+        if step is not None and step.method == "consensus":
+            assert step.agent is not None
+            answers = "\n\n".join(f"### {a.key}\n{a.text}" for a in usable)
+            prompt = f"Reconcile these answers into one that the group can stand behind.\n\n{answers}"
+            completion = await self.ask("integration", AgentStep(agent=step.agent, prompt=prompt, location=step.location), prompt, schema=self.schema)
+            outputs, problem = parse_text(completion.text, completion.parsed, self.phase.outputs)
+            if problem:
+                raise PhaseFailed(self.phase.name, "integration", f"consensus by {step.agent}: {problem}")
+        elif step is not None:
+            outputs = aggregate(step.method, usable)
+        elif len(usable) == 1:
+            outputs = usable[0].value
+        elif usable:
+            outputs = aggregate("merge", usable) if self.phase.parallel else usable[-1].value
+        else:
+            outputs = {s.kind: v for s, v in zip(self.custom_steps, self.record.stages["inference"].data["custom"].values())} if self.custom_steps else None
+        self.record.outputs = outputs
+        return StageResult(data=outputs)
+
+
+def _skipped() -> StageRecord:
+    return StageRecord(status="skipped")
+
+
+def _completed(data: Any) -> StageRecord:  # noqa: ANN401
+    return StageRecord(status="completed", data=data)
+
+
+async def run_lifecycle(definition: Definition, phase: Phase, inputs: dict[str, Any], upstream: dict[str, Any], runtime: Runtime) -> PhaseRecord:
+    """Run the stages of ``phase`` and return its record (outputs, stages, flags, calls).
+
+    Raises:
+        PhaseFailed: The phase could not form its outputs; the record is on ``runtime``.
+    """
+    lifecycle = _Lifecycle(definition, phase, inputs, upstream, runtime)
+    runtime.records[phase.name] = lifecycle.record
+    return await lifecycle.run()
