@@ -74,11 +74,13 @@ async def arun(
     """
     if not isinstance(definition, Definition):
         definition = load_definition(definition)
+    compiled = compile(definition)
+    params = compiled.validate_parameters(params or {})  # a bad input fails here, before any run
     runtime = Runtime(definition, overrides=overrides, no_cache=no_cache, hooks=hooks or {})
     token = CURRENT_RUNTIME.set(runtime)
     started = time.perf_counter()
     try:
-        state = await compile(definition)(**(params or {}), return_state=True)
+        state = await compiled(**params, return_state=True)
     finally:
         CURRENT_RUNTIME.reset(token)
     total = runtime.ledger.total()

@@ -203,11 +203,14 @@ class _Lifecycle:
 
         async def one(answer: Answer) -> None:
             rounds = 0
+            # The first round runs when quality failed (or always); later ones while it fails.
             while self.wants_loop(answer) and (rounds == 0 or answer.errors):
+                if refine is not None and rounds >= limit:
+                    break
                 try:
                     critique = await self.critique(answer)
                     critiques.setdefault(answer.key, []).append(critique)
-                    if refine is None or rounds >= limit:
+                    if refine is None:
                         break
                     rounds += 1
                     await self.revise(answer, critique)

@@ -1,0 +1,496 @@
+"""taskmark's local Prefect server: started on first use, reused by every later run.
+
+Prefect's ephemeral mode starts a server inside each process (7.5–17 s each time) that no
+other process can reach: no UI, no resume, no cancel. Instead taskmark starts one Prefect
+server in the background, on a free port of 127.0.0.1 with its SQLite database under
+``PREFECT_HOME``, and every later run reuses it. It is Prefect's own server (API, UI and
+background services, as under ``prefect server start``) with SQLite transactions begun
+``IMMEDIATE`` (see :mod:`taskmark.flows._server_app` for why).
+
+Files under ``PREFECT_HOME``:
+
+- ``taskmark-server.json``: the running server (pid, port, api_url, started_at).
+- ``taskmark-server.log``: its output; the previous start's log is kept as ``.log.1``.
+- ``taskmark-server.lock``: serializes starting and stopping across processes.
+
+When ``PREFECT_API_URL`` is set (environment, profile or ``prefect.toml``),
+:func:`ensure_server` returns it and starts nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from taskmark.errors import TaskmarkError
+
+__all__ = [
+    "LocalServerError",
+    "ServerStatus",
+    "ensure_server",
+    "server_status",
+    "start_server",
+    "stop_server",
+]
+
+STATE_FILE = "taskmark-server.json"
+LOG_FILE = "taskmark-server.log"
+LOCK_FILE = "taskmark-server.lock"
+
+DEFAULT_STARTUP_TIMEOUT = 60.0
+"""Seconds to wait for ``/api/health``: it answers after ~8–10 s on SQLite, ~11 s on
+PostgreSQL, and later on a loaded machine."""
+
+DEFAULT_STOP_TIMEOUT = 15.0
+"""Seconds between SIGTERM and SIGKILL: Prefect stops its services on SIGTERM."""
+
+_APP = "taskmark.flows._server_app:create_app"
+_HOST = "127.0.0.1"
+# The server's command line names its app; it tells our server from a process that was
+# given the same pid after ours died (pids are reused, state files outlive reboots).
+_MARKER = _APP.split(":", 1)[0]
+
+# Run in a short-lived intermediate process, which starts the server in a new session and
+# exits: the server is then nobody's child (init reaps it), so it survives the caller, the
+# caller never owns a Popen it cannot wait for, and a terminal's Ctrl-C does not reach it.
+_LAUNCHER = """
+import subprocess, sys
+with open(sys.argv[1], "ab") as log:
+    server = subprocess.Popen(
+        sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True, close_fds=True,
+    )
+print(server.pid)
+"""
+
+
+class LocalServerError(TaskmarkError):
+    """The local Prefect server could not be started or stopped.
+
+    The message names the log file to read.
+    """
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What is known about taskmark's local Prefect server."""
+
+    running: bool
+    """True when the recorded process is alive and answers ``/api/health``."""
+    pid: int | None
+    """The server's process id, while that process is alive."""
+    api_url: str | None
+    """The Prefect API address, e.g. ``http://127.0.0.1:PORT/api``, while the process is alive."""
+    ui_url: str | None
+    """The Prefect UI address, while the process is alive."""
+    database_url: str
+    """Where Prefect keeps its data (password hidden)."""
+    log_path: Path
+    """The server's log file."""
+    started_at: str | None = None
+    """When the server was started, ISO 8601 in UTC."""
+
+
+@dataclass(frozen=True)
+class _State:
+    pid: int
+    port: int
+    api_url: str
+    started_at: str
+
+
+@dataclass(frozen=True)
+class _Paths:
+    home: Path
+    state: Path
+    log: Path
+    lock: Path
+
+
+# -- public API ------------------------------------------------------------------------------
+
+
+def ensure_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> str:
+    """The Prefect API to run flows against, starting taskmark's local server if needed.
+
+    ``PREFECT_API_URL``, when set, wins and nothing is started. Otherwise the local server
+    recorded under ``PREFECT_HOME`` is reused if it is alive and healthy, or a new one is
+    started in the background and waited for. Processes calling this at the same time end
+    with one server. Blocking: call it before the event loop, or with
+    ``asyncio.to_thread``.
+
+    Args:
+        startup_timeout: Seconds to wait for a new server's ``/api/health``.
+
+    Returns:
+        The API URL, e.g. ``http://127.0.0.1:PORT/api``; give it to Prefect's client as
+        ``PREFECT_API_URL`` (``prefect.settings.temporary_settings``).
+
+    Raises:
+        LocalServerError: The server did not start or became not healthy in time.
+
+    Example:
+        >>> from prefect.settings import PREFECT_API_URL, temporary_settings
+        >>> with temporary_settings({PREFECT_API_URL: ensure_server()}):
+        ...     my_flow()
+    """
+    from prefect.settings import get_current_settings
+
+    configured = get_current_settings().api.url
+    if configured:
+        return configured
+    status = start_server(startup_timeout=startup_timeout)
+    assert status.api_url is not None  # start_server returns only a running server
+    return status.api_url
+
+
+def start_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> ServerStatus:
+    """Start taskmark's local server, or reuse the one already running.
+
+    Unlike :func:`ensure_server`, ignores ``PREFECT_API_URL``: this is the server of
+    ``taskmark server start``.
+
+    Args:
+        startup_timeout: Seconds to wait for a new server's ``/api/health``.
+
+    Returns:
+        The status of the running server.
+
+    Raises:
+        LocalServerError: The server did not start in time, or its process exited.
+    """
+    paths = _paths()
+    with _locked(paths.lock):
+        state = _read_state(paths.state)
+        if state is not None:
+            if _is_our_server(state.pid):
+                # Healthy: reuse at once. Still starting (its starter was killed before
+                # it was ready): give it the rest of its start-up time. Hung: replace it.
+                deadline = max(time.monotonic() + 5.0, _monotonic_deadline(state, startup_timeout))
+                if _wait_healthy(state.pid, state.api_url, deadline):
+                    return _status(paths, state)
+                _terminate(state.pid, DEFAULT_STOP_TIMEOUT)
+            paths.state.unlink(missing_ok=True)
+        return _status(paths, _spawn(paths, startup_timeout))
+
+
+def stop_server(*, timeout: float = DEFAULT_STOP_TIMEOUT) -> bool:
+    """Stop taskmark's local server: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+    Args:
+        timeout: Seconds to wait for a graceful exit before killing it.
+
+    Returns:
+        True if a server process was stopped; False if none was running (a stale state
+        file is removed all the same).
+
+    Raises:
+        LocalServerError: The process survived SIGKILL (it belongs to another user).
+    """
+    paths = _paths()
+    with _locked(paths.lock):
+        state = _read_state(paths.state)
+        if state is None:
+            return False
+        stopped = False
+        if _is_our_server(state.pid):
+            _terminate(state.pid, timeout)
+            stopped = True
+        paths.state.unlink(missing_ok=True)
+        return stopped
+
+
+def server_status() -> ServerStatus:
+    """The local server's status; does not wait for a server that is starting.
+
+    Returns:
+        ``running`` is True when the recorded process is alive and healthy.
+    """
+    paths = _paths()
+    return _status(paths, _read_state(paths.state))
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def _spawn(paths: _Paths, startup_timeout: float) -> _State:
+    """Start a server on a free port, record it, and wait until it is healthy."""
+    for attempt in range(2):
+        port = _free_port()
+        api_url = f"http://{_HOST}:{port}/api"
+        _rotate_log(paths.log)
+        pid = _launch(_server_command(port), _server_env(paths.home, api_url), paths.home, paths.log)
+        state = _State(pid=pid, port=port, api_url=api_url, started_at=_now())
+        # Recorded before it is ready, so that `stop` and a later `ensure_server` find a
+        # server whose starter was killed while waiting.
+        _write_state(paths.state, state)
+        try:
+            if _wait_healthy(pid, api_url, time.monotonic() + startup_timeout):
+                return state
+        except BaseException:
+            # Ctrl-C while waiting: leave no half-started server behind.
+            _terminate(pid, DEFAULT_STOP_TIMEOUT)
+            paths.state.unlink(missing_ok=True)
+            raise
+        alive = _is_our_server(pid)
+        _terminate(pid, DEFAULT_STOP_TIMEOUT)
+        paths.state.unlink(missing_ok=True)
+        tail = _tail(paths.log)
+        # Another process took the free port between our probe and the server's bind.
+        if not alive and attempt == 0 and "address already in use" in tail.lower():
+            continue
+        reason = "exited" if not alive else f"did not answer {api_url}/health within {startup_timeout:g} s"
+        raise LocalServerError(
+            f"the local Prefect server {reason}; see {paths.log}" + (f":\n{tail}" if tail else "")
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _server_command(port: int) -> list[str]:
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings().server
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        _APP,
+        "--host",
+        _HOST,
+        "--port",
+        str(port),
+        # As `prefect server start` passes them.
+        "--timeout-keep-alive",
+        str(settings.api.keepalive_timeout),
+        "--ws-ping-interval",
+        str(settings.api.websocket_ping_interval),
+        "--ws-ping-timeout",
+        str(settings.api.websocket_ping_timeout),
+        "--log-level",
+        str(settings.logging_level).lower(),
+        # One line per API call would grow the log of a long-lived server without bound;
+        # Prefect logs failures itself.
+        "--no-access-log",
+    ]
+
+
+def _server_env(home: Path, api_url: str) -> dict[str, str]:
+    from prefect.settings import get_current_settings
+
+    database_url = get_current_settings().server.database.connection_url
+    env = dict(os.environ)
+    env.update(
+        {
+            # Resolved here, so the server uses the home and database this process sees
+            # even if they came from a profile or a prefect.toml in the caller's folder.
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url.get_secret_value() if database_url else "",
+            "PREFECT_API_DATABASE_CONNECTION_URL": database_url.get_secret_value() if database_url else "",
+            # The UI asks the browser to call this address; its default is port 4200.
+            "PREFECT_SERVER_UI_API_URL": api_url,
+            "PREFECT_UI_API_URL": api_url,
+            "PREFECT_API_URL": api_url,
+            # What `prefect server start` sets: the app is built once per process.
+            "PREFECT__SERVER_FINAL": "1",
+        }
+    )
+    if not database_url:
+        del env["PREFECT_SERVER_DATABASE_CONNECTION_URL"], env["PREFECT_API_DATABASE_CONNECTION_URL"]
+    return env
+
+
+def _launch(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> int:
+    """Start ``command`` detached (new session, not our child); its pid."""
+    with log.open("a") as out:
+        out.write(f"--- {_now()} taskmark starts: {' '.join(command)}\n")
+    # -I -S: the launcher needs only the standard library; start it fast and unaffected
+    # by PYTHON* variables. cwd=PREFECT_HOME: the server holds no user folder open.
+    launcher = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(log), *command],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if launcher.returncode != 0 or not launcher.stdout.strip().isdigit():
+        raise LocalServerError(f"could not start the local Prefect server: {launcher.stderr.strip()}")
+    return int(launcher.stdout.strip())
+
+
+def _wait_healthy(pid: int, api_url: str, deadline: float) -> bool:
+    """Poll ``/api/health`` until it answers, the process exits, or the deadline passes."""
+    while True:
+        if _healthy(api_url):
+            return True
+        if not _is_our_server(pid) or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def _healthy(api_url: str, timeout: float = 2.0) -> bool:
+    # http.client rather than urllib: no proxy from the environment applies to 127.0.0.1.
+    url = urlsplit(api_url)
+    connection = http.client.HTTPConnection(url.hostname or _HOST, url.port, timeout=timeout)
+    try:
+        connection.request("GET", url.path.rstrip("/") + "/health")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM the server's process group, SIGKILL it after ``timeout`` seconds."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            # The server leads its own session and group: this also reaches any
+            # process it started.
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError as error:
+            raise LocalServerError(f"cannot stop process {pid}: {error}") from None
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.05)
+    raise LocalServerError(f"process {pid} survived SIGKILL")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        # A zombie (exited, not yet reaped) still answers signal 0.
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _is_our_server(pid: int) -> bool:
+    if not _alive(pid):
+        return False
+    try:
+        return _MARKER.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        # No /proc (macOS): the health check against the recorded port decides.
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((_HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def _paths() -> _Paths:
+    from prefect.settings import get_current_settings
+
+    home = Path(get_current_settings().home).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return _Paths(home=home, state=home / STATE_FILE, log=home / LOG_FILE, lock=home / LOCK_FILE)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` across processes (released if we die)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _read_state(path: Path) -> _State | None:
+    try:
+        data = json.loads(path.read_text())
+        return _State(
+            pid=int(data["pid"]),
+            port=int(data["port"]),
+            api_url=str(data["api_url"]),
+            started_at=str(data["started_at"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        # Missing or unreadable (hand-edited, truncated by a full disk): no server known.
+        return None
+
+
+def _write_state(path: Path, state: _State) -> None:
+    # Write then rename: a reader sees the old file or the new one, never half of one.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(asdict(state), indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def _rotate_log(log: Path) -> None:
+    if log.exists() and log.stat().st_size > 0:
+        os.replace(log, log.with_name(log.name + ".1"))
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _status(paths: _Paths, state: _State | None) -> ServerStatus:
+    from prefect.settings import get_current_settings
+
+    database_url = get_current_settings().server.database.connection_url
+    alive = state is not None and _is_our_server(state.pid)
+    return ServerStatus(
+        running=alive and state is not None and _healthy(state.api_url),
+        pid=state.pid if alive and state else None,
+        api_url=state.api_url if alive and state else None,
+        ui_url=state.api_url.removesuffix("/api") if alive and state else None,
+        database_url=_hide_password(database_url.get_secret_value() if database_url else ""),
+        log_path=paths.log,
+        started_at=state.started_at if alive and state else None,
+    )
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _monotonic_deadline(state: _State, startup_timeout: float) -> float:
+    """When a server recorded at ``state.started_at`` should have become healthy."""
+    try:
+        started = datetime.fromisoformat(state.started_at).timestamp()
+    except ValueError:
+        return 0.0
+    return time.monotonic() + (started + startup_timeout - time.time())

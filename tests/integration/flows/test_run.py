@@ -1,0 +1,241 @@
+"""Running definitions: scheduling, stages, failure rules, context — through Prefect and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ParameterTypeError
+
+from support.fake_openai import FakeOpenAIServer, Reply
+from taskmark.blocks import ProviderOverrides
+from taskmark.flows import compile
+from taskmark.flows._run import arun
+from taskmark.definition import load_definition
+from taskmark.tasks import StageResult, step_strategy
+
+from .conftest import answer_by_prompt, prompt_of
+
+HEAD = "# T\n\n```yaml\nname: {name}\n{meta}requirements:\n  topic: {{type: string, default: tides}}\n```\n\n"
+Write = Callable[[str, str], Path]
+
+
+def head(name: str, meta: str = "") -> str:
+    return HEAD.format(name=name, meta=meta)
+
+
+async def test_independent_phases_overlap_and_the_parent_waits(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = lambda _r: Reply(content="done", delay_s=0.6)
+    path = write("overlap", head("overlap") + "".join(
+        f"## Phase: {n}\n{d}\n### Steps\n- agent: a - {n} on {{{{ topic }}}}\n\n"
+        for n, d in (("Start", ""), ("Left", "dependsOn: Start\n"), ("Right", "dependsOn: Start\n"), ("End", "dependsOn: [Left, Right]\n"))
+    ))
+    seen: dict[str, dict[str, float]] = {}
+
+    def at(moment: str) -> Callable[[dict[str, object]], None]:
+        import time
+
+        return lambda p: seen.setdefault(str(p["phase"]), {}).__setitem__(moment, time.perf_counter())
+
+    result = await arun(path, overrides=overrides, hooks={"phase:start": [at("start")], "phase:complete": [at("end")]})
+    assert result.state == "COMPLETED", result.message
+    left, right, start, end = seen["Left"], seen["Right"], seen["Start"], seen["End"]
+    assert left["start"] < right["end"] and right["start"] < left["end"], "Left and Right did not overlap"
+    overlap = min(left["end"], right["end"]) - max(left["start"], right["start"])
+    assert overlap > 0.4
+    assert start["end"] <= min(left["start"], right["start"])
+    assert end["start"] >= max(left["end"], right["end"])
+    assert llm.count == 4 and result.usage.calls == 4
+    async with get_client() as client:
+        parent = await client.read_flow_run(result.flow_run_id)
+        children = await client.read_flow_runs()
+    subflows = [r for r in children if r.parent_task_run_id is not None and r.name.startswith("Phase: ")]
+    mine = [r for r in subflows if r.start_time and parent.start_time and r.start_time >= parent.start_time]
+    assert {r.name for r in mine} >= {"Phase: Start", "Phase: Left", "Phase: Right", "Phase: End"}
+    assert all(r.end_time <= parent.end_time for r in mine if r.end_time)
+
+
+async def test_max_concurrent_phases_is_a_limit(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = lambda _r: Reply(content="done", delay_s=0.3)
+    path = write("limited", head("limited", "maxConcurrentPhases: 1\n") + "".join(
+        f"## Phase: P{i}\n\n### Steps\n- agent: a - P{i}\n\n" for i in range(3)
+    ))
+    windows: dict[str, list[float]] = {}
+    import time
+
+    hooks = {
+        "phase:start": [lambda p: windows.setdefault(str(p["phase"]), []).append(time.perf_counter())],
+        "phase:complete": [lambda p: windows[str(p["phase"])].append(time.perf_counter())],
+    }
+    result = await arun(path, overrides=overrides, hooks=hooks)
+    assert result.state == "COMPLETED"
+    spans = sorted(windows.values())
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), "phases overlapped despite maxConcurrentPhases: 1"
+
+
+async def test_stages_without_work_are_recorded_skipped(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    path = write("skips", head("skips") + "## Phase: Only\n\n### Steps\n- agent: a - Say {{ topic }}\n")
+    from taskmark.tasks import Runtime
+    from taskmark.tasks._runtime import CURRENT_RUNTIME
+
+    definition = load_definition(path)
+    runtime = Runtime(definition, overrides=overrides)
+    token = CURRENT_RUNTIME.set(runtime)
+    try:
+        state = await compile(definition)(return_state=True)
+    finally:
+        CURRENT_RUNTIME.reset(token)
+    assert state.is_completed()
+    stages = {name: record.status for name, record in runtime.records["Only"].stages.items()}
+    assert stages == {
+        "ingestion": "completed", "preProcessing": "skipped", "promptTemplating": "completed", "inference": "completed",
+        "parsing": "completed", "validateStructure": "skipped", "validateQuality": "skipped", "critique": "skipped",
+        "refine": "skipped", "finalValidation": "skipped", "integration": "completed",
+    }
+    assert runtime.records["Only"].stages["promptTemplating"].data == {"a": "Say tides"}
+    expected = {"Only/ingestion", "Only/promptTemplating", "Only/inference", "Only/inference: a", "Only/parsing", "Only/integration"}
+    names: set[str] = set()
+    async with get_client() as client:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+        flow_filter = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id]))
+        for _ in range(50):  # the server records task runs from events, a moment later
+            runs = await client.read_task_runs(flow_run_filter=flow_filter)
+            names = {r.name if ":" in r.name else r.name.rsplit("-", 1)[0] for r in runs}
+            if names >= expected:
+                break
+            await asyncio.sleep(0.2)
+    assert names == expected  # skipped stages cost no task run
+
+
+async def test_sequential_steps_see_the_ones_before(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = answer_by_prompt({"First": Reply(content="alpha"), "Second": Reply(content="beta")})
+    path = write("seq", head("seq") + '## Phase: S\n\n### Steps\n- agent: a - First\n- agent: b - Second after {{ steps["a"] }}\n')
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED"
+    assert [prompt_of(r) for r in llm.requests] == ["First", "Second after alpha"]
+    assert result.phases["S"].outputs == "beta"
+
+
+async def test_parallel_phase_survives_one_failing_agent_which_is_not_retried(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = answer_by_prompt({"bad": Reply(status=400, error_message="bad request"), "good": Reply(content="fine")})
+    path = write("sib", head("sib") + "## Phase: P\nparallel: true\n\n### Steps\n- agent: a - bad one\n- agent: b - good one\n- aggregate: merge\n")
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED", result.message
+    assert result.phases["P"].outputs == {"b": "fine"}
+    assert sum(1 for r in llm.requests if "bad" in prompt_of(r)) == 1
+    assert result.usage.failed_calls == 1
+
+
+async def test_transient_failures_retry_with_the_definitions_policy(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.push(Reply(status=500), Reply(status=503), Reply(content="third time"))
+    path = write("retry", head("retry", "retry: {maxAttempts: 3, backoffMs: 10}\n") + "## Phase: P\n\n### Steps\n- agent: a - go\n")
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED" and result.phases["P"].outputs == "third time"
+    assert llm.count == 3
+
+
+async def test_transient_failures_past_the_policy_fail_the_phase(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = lambda _r: Reply(status=500)
+    path = write("retry2", head("retry2", "retry: {maxAttempts: 2, backoffMs: 10}\n") + "## Phase: P\n\n### Steps\n- agent: a - go\n\n## Phase: Q\ndependsOn: P\n\n### Steps\n- agent: a - q\n")
+    result = await arun(path, overrides=overrides)
+    assert result.state == "FAILED"
+    assert llm.count == 2
+    assert result.phases["P"].state == "FAILED" and "phase 'P' failed in inference" in (result.phases["P"].error or "")
+    assert result.phases["Q"].state == "NOT_RUN"
+
+
+async def test_validation_failure_is_one_attempt_and_names_expression_value_phase(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = lambda _r: Reply(content=json.dumps({"score": 1}))
+    path = write("val", head("val") + "## Phase: Check\n\n### Steps\n- agent: a - rate\n- validation: output.score > 5\n\n### Outputs\n- score: integer\n")
+    result = await arun(path, overrides=overrides)
+    assert result.state == "FAILED"
+    assert llm.count == 1
+    assert result.phases["Check"].error == (
+        "phase 'Check' failed in validateQuality: validation `output.score > 5` is false for output {\"score\": 1} in phase 'Check'"
+    )
+
+
+async def test_refine_stops_at_the_limit_and_passes_its_last_output(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    drafts = iter(range(1, 10))
+    llm.default = answer_by_prompt(
+        {"Critique": Reply(content="too short"), "Revise": lambda _r: Reply(content=json.dumps({"n": next(drafts)}))},
+        default=Reply(content=json.dumps({"n": 0})),
+    )
+    path = write("refine", head("refine") + (
+        "## Phase: Loop\n\n### Steps\n- agent: a - Draft\n- validation: output.n > 100\n\n### Outputs\n- n: integer\n\n"
+        "### Critique\n- agent: critic - Critique {{ output.n }}: {{ errors }}\n\n"
+        "### Refine\nmaxRefinements: 2\n\n- agent: reviser - Revise {{ output.n }} per {{ critique }}\n"
+    ))
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED", result.message
+    assert result.phases["Loop"].outputs == {"n": 2}
+    kinds = [prompt_of(r).split()[0] for r in llm.requests]
+    assert kinds == ["Draft", "Critique", "Revise", "Critique", "Revise"]
+
+
+async def test_a_failing_loop_body_says_so(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = answer_by_prompt({"Critique": Reply(status=401, error_message="no key")}, default=Reply(content="x"))
+    path = write("loopfail", head("loopfail") + (
+        "## Phase: Loop\n\n### Steps\n- agent: a - Draft\n- validation: len(output) > 100\n\n"
+        "### Critique\n- agent: critic - Critique {{ output }}\n\n### Refine\n- agent: reviser - Revise {{ output }}\n"
+    ))
+    result = await arun(path, overrides=overrides)
+    assert result.state == "FAILED"
+    assert "Loop body failed: " in (result.phases["Loop"].error or "")
+
+
+async def test_timeout_keeps_finished_outputs_and_names_the_phase(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = answer_by_prompt({"slow": Reply(content="late", delay_s=8)}, default=Reply(content="quick"))
+    path = write("slow", head("slow", "maxExecutionTime: 3s\n") + "## Phase: Fast\n\n### Steps\n- agent: a - fast\n\n## Phase: Slow\ndependsOn: Fast\n\n### Steps\n- agent: a - slow\n")
+    result = await arun(path, overrides=overrides)
+    assert result.state == "FAILED"
+    assert result.phases["Fast"].state == "COMPLETED" and result.phases["Fast"].outputs == "quick"
+    assert result.phases["Slow"].state == "TIMED_OUT"
+    assert "phase 'Slow' timed out" in (result.message or "")
+
+
+async def test_bad_parameter_is_named_before_anything_runs(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    path = write("params", "# T\n\n```yaml\nname: params\nrequirements:\n  count: integer\n  mode: {type: string, enum: [a, b], default: a}\n```\n\n## Phase: P\n\n### Steps\n- agent: a - {{ count }}\n")
+    with pytest.raises(ParameterTypeError, match="count"):
+        await arun(path, {"count": "many"}, overrides=overrides)
+    with pytest.raises(ParameterTypeError, match="mode"):
+        await arun(path, {"count": 1, "mode": "c"}, overrides=overrides)
+    assert llm.count == 0
+    schema = compile(load_definition(path)).parameters.model_dump()
+    assert schema["required"] == ["count"]
+    assert schema["properties"]["mode"]["enum"] == ["a", "b"] and schema["properties"]["mode"]["default"] == "a"
+
+
+async def test_handlers_and_custom_steps_store_data_under_their_own_stage(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "myhooks.py").write_text(
+        "def prepare(view):\n    return {'data': {'seen': sorted(view['inputs'])}, 'flags': {'prepared': True}}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    @step_strategy("shout")
+    def shout(argument: str, names: dict[str, object]) -> str:
+        return argument.upper()
+
+    path = write("custom", head("custom") + '## Phase: P\nhandlers: {preProcessing: "myhooks:prepare"}\n\n### Steps\n- shout: hello {{ topic }}\n')
+    from taskmark.tasks import Runtime
+    from taskmark.tasks._runtime import CURRENT_RUNTIME
+
+    definition = load_definition(path)
+    runtime = Runtime(definition, overrides=overrides)
+    token = CURRENT_RUNTIME.set(runtime)
+    try:
+        state = await compile(definition)(return_state=True)
+    finally:
+        CURRENT_RUNTIME.reset(token)
+    assert state.is_completed(), state.message
+    record = runtime.records["P"]
+    assert record.stages["preProcessing"].data == {"seen": ["topic"]}
+    assert record.flags == {"prepared": True}
+    assert record.outputs == {"shout": "HELLO TIDES"}
+    assert isinstance(StageResult(), StageResult)
+    assert llm.count == 0
