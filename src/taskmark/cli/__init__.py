@@ -1,14 +1,14 @@
 """The `taskmark` command: one Typer app per command module, joined here.
 
 Commands import only what they need: ``validate``, ``graph``, ``schema`` and ``show`` never
-import Prefect or litellm.
+import Prefect or litellm; ``run`` imports them when it runs.
 """
 
 from __future__ import annotations
 
 import typer
 
-from taskmark.cli import graph, schema, show, validate
+from taskmark.cli import graph, run, schema, show, validate
 
 __all__ = ["app", "main"]
 
@@ -18,7 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for command in (validate, graph, show, schema):
+for command in (run, validate, graph, show, schema):
     app.add_typer(command.app)
 
 

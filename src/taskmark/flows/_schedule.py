@@ -64,7 +64,16 @@ async def run_phases(definition: Definition, inputs: dict[str, Any], runtime: Ru
             finally:
                 runtime.records[phase.name].duration_s = time.perf_counter() - begin
             record = runtime.records[phase.name]
-            runtime.emit("phase:complete" if record.state == "COMPLETED" else "phase:failed", phase=phase.name, error=record.error)
+            usage = runtime.ledger.by_phase().get(phase.name)
+            runtime.emit(
+                "phase:complete" if record.state == "COMPLETED" else "phase:failed",
+                phase=phase.name,
+                error=record.error,
+                duration_s=round(record.duration_s, 3),
+                calls=usage.calls if usage else 0,
+                tokens=usage.total_tokens if usage else 0,
+                cost_usd=usage.cost_usd if usage else 0.0,
+            )
 
     for phase in definition.run_order():
         started[phase.name] = asyncio.create_task(one(phase))
