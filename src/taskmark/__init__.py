@@ -1,0 +1,41 @@
+"""taskmark: markdown LLM workflows compiled into Prefect 3 flows.
+
+::
+
+    import taskmark
+    definition = taskmark.load("definitions/daily-market-analysis.md")
+    flow = taskmark.compile(definition)          # a prefect.Flow
+    result = taskmark.run("definitions/daily-market-analysis.md", question="What moved BTC?")
+    taskmark.on("phase:complete", print)
+
+Names are imported on first use, so ``import taskmark`` costs neither Prefect nor litellm.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["RunResult", "arun", "compile", "load", "on", "run"]
+
+if TYPE_CHECKING:
+    from taskmark.definition import load_definition as load
+    from taskmark.flows import compile
+    from taskmark.flows._run import RunResult, arun, on, run
+
+_WHERE = {
+    "load": ("taskmark.definition", "load_definition"),
+    "compile": ("taskmark.flows", "compile"),
+    "run": ("taskmark.flows._run", "run"),
+    "arun": ("taskmark.flows._run", "arun"),
+    "on": ("taskmark.flows._run", "on"),
+    "RunResult": ("taskmark.flows._run", "RunResult"),
+}
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - whatever the name is
+    if name not in _WHERE:
+        raise AttributeError(f"module 'taskmark' has no attribute {name!r}")
+    import importlib
+
+    module, attribute = _WHERE[name]
+    return getattr(importlib.import_module(module), attribute)

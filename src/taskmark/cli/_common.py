@@ -44,11 +44,11 @@ def diagnostics_json(reports: Iterable[Report]) -> str:
     return json.dumps([d.to_dict() for r in reports for d in r.diagnostics], indent=2)
 
 
-def load_or_exit(path: str) -> Definition:
-    """The definition at ``path``; or its diagnostics printed and exit code 1."""
+def load_or_exit(path: str, *, code: int = 1) -> Definition:
+    """The definition at ``path``; or its diagnostics printed and exit ``code``."""
     expand_paths([path])
     report = validate_file(path)
     print_diagnostics(report.diagnostics)
     if report.definition is None:
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=code)
     return report.definition

@@ -126,12 +126,13 @@ def _show_outputs(result: Any) -> None:  # noqa: ANN401 - a RunResult
             console.print(Pretty(phase.outputs))
     usage = result.usage
     console.rule()
-    console.print(
-        f"{result.state.lower()} in {result.duration_s:.1f}s · {usage.calls} calls"
-        + (f" ({usage.failed_calls} failed)" if usage.failed_calls else "")
-        + f" · {usage.prompt_tokens + usage.completion_tokens} tokens · ${usage.cost_usd:.4f}"
-        + (f" · answered by {', '.join(result.models)}" if result.models else "")
-    )
+    summary = f"{result.state.lower()} in {result.duration_s:.1f}s · {usage.calls} calls"
+    if usage.failed_calls:
+        summary += f" ({usage.failed_calls} failed)"
+    summary += f" · {usage.prompt_tokens + usage.completion_tokens} tokens · ${usage.cost_usd:.4f}"
+    if result.models:
+        summary += f" · answered by {', '.join(result.models)}"
+    console.print(summary, soft_wrap=True)
 
 
 @app.command()
@@ -147,7 +148,7 @@ def run(
     ephemeral: Annotated[bool, typer.Option("--ephemeral", help="Use Prefect's per-process server instead of taskmark's local one.")] = False,
 ) -> None:
     """Run a definition; exit 0 when it completed, 1 when it failed, 2 on bad input."""
-    definition = load_or_exit(path)
+    definition = load_or_exit(path, code=2)  # a definition error is bad input, like a usage error
     inputs = _inputs(definition, param, params_file)
     _connect(ephemeral=ephemeral, quiet=as_json)
 
@@ -191,10 +192,11 @@ def _connect(*, ephemeral: bool, quiet: bool) -> None:
     from prefect.logging.handlers import PrefectConsoleHandler
 
     ensure_logging_setup()
-    # Prefect's console lines would interleave with ours; run logs still go to the API.
+    # Prefect's console lines would interleave with our view and repeat our report; the run's
+    # logs still go to the API (the UI shows them).
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler):
-            handler.setLevel(logging.ERROR if quiet else logging.WARNING)
+            handler.setLevel(logging.CRITICAL)
     # We report invalid inputs ourselves (exit 2); Prefect would log them a second time.
     logging.getLogger("prefect.flows").setLevel(logging.CRITICAL)
     if not quiet:

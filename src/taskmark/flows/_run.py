@@ -16,7 +16,27 @@ from taskmark.flows._compile import compile
 from taskmark.tasks import Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
-__all__ = ["PhaseSummary", "RunResult", "Usage", "arun", "run"]
+__all__ = ["MOMENTS", "PhaseSummary", "RunResult", "Usage", "arun", "on", "run"]
+
+MOMENTS = ("phase:start", "phase:complete", "phase:failed", "execution:complete")
+"""The moments hooks can follow; each is also a Prefect event (`taskmark.phase.completed`, ...)."""
+
+_HOOKS: dict[str, list[Callable[[dict[str, Any]], Any]]] = {}
+
+
+def on(moment: str, hook: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """Call ``hook(payload)`` at ``moment`` of every run in this process.
+
+    Raises:
+        ValueError: For an unknown moment.
+
+    Example:
+        >>> on("phase:complete", lambda p: print(p["phase"], p["duration_s"]))
+    """
+    if moment not in MOMENTS:
+        raise ValueError(f"unknown moment {moment!r}; expected one of {', '.join(MOMENTS)}")
+    _HOOKS.setdefault(moment, []).append(hook)
+    return hook
 
 
 class PhaseSummary(BaseModel):
@@ -76,7 +96,8 @@ async def arun(
         definition = load_definition(definition)
     compiled = compile(definition)
     params = compiled.validate_parameters(params or {})  # a bad input fails here, before any run
-    runtime = Runtime(definition, overrides=overrides, no_cache=no_cache, hooks=hooks or {})
+    merged = {m: [*_HOOKS.get(m, []), *(hooks or {}).get(m, [])] for m in MOMENTS}
+    runtime = Runtime(definition, overrides=overrides, no_cache=no_cache, hooks=merged)
     token = CURRENT_RUNTIME.set(runtime)
     started = time.perf_counter()
     try:
