@@ -19,6 +19,7 @@ from taskmark.definition._model import (
     Definition,
     OutputField,
     Phase,
+    RouteStep,
     Section,
     Step,
     ValidationStep,
@@ -267,7 +268,7 @@ class _Loader:
         agents: dict[str, Agent] = {}
         for phase in phases:
             used: list[tuple[str, Location]] = [(s.agent, s.location) for s in _all_agent_steps(phase)]
-            used += [(s.agent, s.location) for s in phase.steps if isinstance(s, AggregateStep) and s.agent]
+            used += [(s.agent, s.location) for s in phase.steps if isinstance(s, (AggregateStep, RouteStep)) and s.agent]
             for agent_id, where in used:
                 agent = finder.find(agent_id, where, inline)
                 if agent is not None:
@@ -304,7 +305,9 @@ class _Loader:
                 self._check_template(step, base, phase, edges, earlier, upstream)
                 earlier.append(step.agent)
             elif isinstance(step, ValidationStep):
-                self._check_expression(step, [*requirements, "inputs", "phases", "steps", "output"], phase, edges, upstream)
+                self._check_expression(step, step.expression, [*requirements, "inputs", "phases", "steps", "output"], phase, edges, upstream)
+            elif isinstance(step, RouteStep):
+                self._check_route(step, base, phase, edges, upstream)
         every = [s.agent for s in phase.agent_steps()]
         for section, extra in ((phase.critique, ["output", "errors"]), (phase.refine, ["output", "critique", "errors"])):
             for step in section.steps if section else []:
@@ -357,22 +360,38 @@ class _Loader:
                 f"unknown output '{target}'; phase '{phase.name}' declares {', '.join(declared)}" + did_you_mean(target, declared),
             )
 
+    def _check_route(self, step: RouteStep, names: list[str], phase: Phase, edges: Mapping[str, object], upstream: Callable[[], set[str]]) -> None:
+        if not phase.agent_steps():
+            self.reporter.error(step.location, f"route: phase '{phase.name}' has no agent steps to route between")
+        if sum(1 for s in phase.steps if isinstance(s, RouteStep)) > 1 and phase.route() is not step:
+            self.reporter.error(step.location, f"phase '{phase.name}' has more than one route step")
+        if step.expression is not None:
+            self._check_expression(step, step.expression, [*names, "branches"], phase, edges, upstream)
+        elif step.prompt is not None:
+            self._check_template(AgentStep(agent=step.agent or "", prompt=step.prompt, location=step.location), [*names, "branches"], phase, edges, [], upstream)
+
     def _check_expression(
-        self, step: ValidationStep, names: list[str], phase: Phase, phase_names: Mapping[str, object], upstream: Callable[[], set[str]]
+        self,
+        step: ValidationStep | RouteStep,
+        expression: str,
+        names: list[str],
+        phase: Phase,
+        phase_names: Mapping[str, object],
+        upstream: Callable[[], set[str]],
     ) -> None:
-        offset = self.source.lines[step.location.line - 1].find(step.expression)
+        offset = self.source.lines[step.location.line - 1].find(expression)
 
         def at(column: int) -> Location:
             return step.location if offset < 0 else self.source.at(step.location.line - 1, offset + column)
 
-        problems = check_expression(step.expression, names)
+        problems = check_expression(expression, names)
         for column, msg in problems:
             self.reporter.error(at(column), msg)
         if problems:
             return
-        for column, target in references(step.expression, "phases"):
+        for column, target in references(expression, "phases"):
             self._check_phase_reference(target, at(column), phase, phase_names, upstream)
-        for column, target in references(step.expression, "output"):
+        for column, target in references(expression, "output"):
             self._check_output_reference(target, at(column), phase)
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "NoteStep",
     "OutputField",
     "Phase",
+    "RouteStep",
     "Section",
     "Step",
     "ValidationStep",
@@ -63,6 +64,19 @@ class AggregateStep(_Located):
     agent: str | None = Field(default=None, description="The reconciling agent (consensus only).")
 
 
+class RouteStep(_Located):
+    """`route: EXPRESSION` or `route: by AGENT - PROMPT`: pick which agent steps (branches) run.
+
+    The expression (or the agent's answer) names agent ids; only those steps run, and the
+    phase records them as ``executed_branches``.
+    """
+
+    kind: Literal["route"] = "route"
+    expression: str | None = Field(default=None, description="A safe expression giving agent ids.")
+    agent: str | None = Field(default=None, description="The router agent.")
+    prompt: str | None = Field(default=None, description="The router's prompt template.")
+
+
 class CustomStep(_Located):
     """`KIND: argument` for a registered step kind."""
 
@@ -78,7 +92,7 @@ class NoteStep(_Located):
 
 
 Step = Annotated[
-    Union[AgentStep, ValidationStep, AggregateStep, NoteStep, CustomStep],
+    Union[AgentStep, ValidationStep, AggregateStep, RouteStep, NoteStep, CustomStep],
     Field(union_mode="left_to_right"),
 ]
 
@@ -123,6 +137,10 @@ class Phase(_Located):
     def agent_steps(self) -> list[AgentStep]:
         """Its `agent:` steps, in order."""
         return [s for s in self.steps if isinstance(s, AgentStep)]
+
+    def route(self) -> RouteStep | None:
+        """Its `route:` step, if it has one."""
+        return next((s for s in self.steps if isinstance(s, RouteStep)), None)
 
 
 class Agent(_Located):

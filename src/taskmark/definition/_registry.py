@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 
 __all__ = ["BUILTIN_STEP_KINDS", "ENTRY_POINT_GROUP", "known_step_kinds", "register_step_kind"]
 
-BUILTIN_STEP_KINDS = ("agent", "validation", "aggregate")
+BUILTIN_STEP_KINDS = ("agent", "validation", "aggregate", "route")
 ENTRY_POINT_GROUP = "taskmark.step_strategies"
 
 _registered: set[str] = set()

@@ -13,6 +13,7 @@ from taskmark.definition._model import (
     CustomStep,
     NoteStep,
     OutputField,
+    RouteStep,
     Step,
     ValidationStep,
 )
@@ -26,6 +27,7 @@ __all__ = ["parse_agent_name", "parse_output", "parse_step"]
 
 _KIND = re.compile(r"(?P<kind>[a-z][a-z0-9_-]*)\s*:(?:\s+|$)(?P<rest>.*)", re.DOTALL)
 _AGENT = re.compile(r"(?P<agent>\S+)\s+-\s+(?P<prompt>.+)", re.DOTALL)
+_ROUTE_BY = re.compile(r"by\s+(?P<agent>\S+)\s+-\s+(?P<prompt>.+)", re.DOTALL)
 _AGGREGATE = re.compile(r"(?P<method>\w+)(?:\s+-\s+(?P<agent>\S+))?")
 _OUTPUT = re.compile(r"(?P<name>[A-Za-z_]\w*)\s*:\s*(?P<type>\w+)(?:\s+-\s+(?P<description>.+))?", re.DOTALL)
 
@@ -57,6 +59,8 @@ def parse_step(item: RawItem, reporter: Reporter) -> Step | None:
         return ValidationStep(expression=rest, location=where)
     if kind == "aggregate":
         return _aggregate(rest, item, reporter)
+    if kind == "route":
+        return _route(rest, item, reporter)
     custom = known_step_kinds()
     if kind in custom:
         return CustomStep(kind=kind, argument=rest, location=where)
@@ -88,6 +92,16 @@ def _aggregate(rest: str, item: RawItem, reporter: Reporter) -> AggregateStep | 
         reporter.error(item.location, f"'aggregate: {method}' takes no agent; only consensus does")
         return None
     return AggregateStep(method=method, agent=agent, location=item.location)
+
+
+def _route(rest: str, item: RawItem, reporter: Reporter) -> RouteStep | None:
+    by = _ROUTE_BY.fullmatch(rest)
+    if by:
+        return RouteStep(agent=by.group("agent"), prompt=by.group("prompt").strip(), location=item.location)
+    if not rest or rest.split(maxsplit=1)[0] == "by":
+        reporter.error(item.location, "expected 'route: EXPRESSION' or 'route: by AGENT_ID - prompt'")
+        return None
+    return RouteStep(expression=rest, location=item.location)
 
 
 def _step_llm(item: RawItem, reporter: Reporter) -> LLMSettings | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import Flow, flow
+from prefect import Flow, State, flow
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 
 from taskmark.definition import Definition
 from taskmark.flows._artifacts import write_artifacts
@@ -70,11 +70,10 @@ def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the produ
     body.__signature__ = signature  # type: ignore[attr-defined]
     body.__doc__ = doc
     return flow(
-        body,
         name=definition.name,
         description=definition.metadata.description or definition.title,
         version=definition.metadata.version,
         timeout_seconds=max_time + TIMEOUT_GRACE_S if max_time else None,
         validate_parameters=True,
         persist_result=False,
-    )
+    )(body)

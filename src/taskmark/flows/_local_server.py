@@ -41,6 +41,7 @@ from taskmark.errors import TaskmarkError
 __all__ = [
     "LocalServerError",
     "ServerStatus",
+    "connect",
     "ensure_server",
     "server_status",
     "start_server",
@@ -63,6 +64,8 @@ _HOST = "127.0.0.1"
 # The server's command line names its app; it tells our server from a process that was
 # given the same pid after ours died (pids are reused, state files outlive reboots).
 _MARKER = _APP.split(":", 1)[0]
+# The last line of a Python traceback: `package.module.SomeError: message`.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
 
 # Run in a short-lived intermediate process, which starts the server in a new session and
 # exits: the server is then nobody's child (init reaps it), so it survives the caller, the
@@ -137,16 +140,16 @@ def ensure_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> str:
         startup_timeout: Seconds to wait for a new server's ``/api/health``.
 
     Returns:
-        The API URL, e.g. ``http://127.0.0.1:PORT/api``; give it to Prefect's client as
-        ``PREFECT_API_URL`` (``prefect.settings.temporary_settings``).
+        The API URL, e.g. ``http://127.0.0.1:PORT/api``. To point this process's Prefect
+        client at it, use :func:`connect`.
 
     Raises:
-        LocalServerError: The server did not start or became not healthy in time.
+        LocalServerError: The server did not start in time, or the recorded one is alive
+            but does not answer.
 
     Example:
-        >>> from prefect.settings import PREFECT_API_URL, temporary_settings
-        >>> with temporary_settings({PREFECT_API_URL: ensure_server()}):
-        ...     my_flow()
+        >>> url = ensure_server()
+        >>> subprocess.run(["prefect", "flow-run", "ls"], env={**os.environ, "PREFECT_API_URL": url})
     """
     from prefect.settings import get_current_settings
 
@@ -156,6 +159,38 @@ def ensure_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> str:
     status = start_server(startup_timeout=startup_timeout)
     assert status.api_url is not None  # start_server returns only a running server
     return status.api_url
+
+
+def connect(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> str:
+    """Point this process's Prefect client, and its child processes, at :func:`ensure_server`.
+
+    Prefect reads its settings once, when it is imported; setting ``PREFECT_API_URL`` in
+    ``os.environ`` afterwards changes nothing, and the next flow would quietly start an
+    ephemeral server. This sets the variable and refreshes Prefect's process-wide
+    settings, so every thread sees the address (a ``temporary_settings`` block would be
+    seen only by its own context).
+
+    Args:
+        startup_timeout: Seconds to wait for a new server's ``/api/health``.
+
+    Returns:
+        The API URL now in use.
+
+    Raises:
+        LocalServerError: The local server did not start.
+
+    Example:
+        >>> connect()
+        'http://127.0.0.1:36693/api'
+        >>> my_flow()  # recorded on that server, visible in its UI
+    """
+    from prefect.context import refresh_global_settings_context
+
+    url = ensure_server(startup_timeout=startup_timeout)
+    if os.environ.get("PREFECT_API_URL") != url:
+        os.environ["PREFECT_API_URL"] = url
+        refresh_global_settings_context()
+    return url
 
 
 def start_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> ServerStatus:
@@ -171,7 +206,9 @@ def start_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> ServerS
         The status of the running server.
 
     Raises:
-        LocalServerError: The server did not start in time, or its process exited.
+        LocalServerError: The server did not start in time, or its process exited, or the
+            recorded one is alive but does not answer (it is left running: it may be busy
+            with runs).
     """
     paths = _paths()
     with _locked(paths.lock):
@@ -179,11 +216,17 @@ def start_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> ServerS
         if state is not None:
             if _is_our_server(state.pid):
                 # Healthy: reuse at once. Still starting (its starter was killed before
-                # it was ready): give it the rest of its start-up time. Hung: replace it.
-                deadline = max(time.monotonic() + 5.0, _monotonic_deadline(state, startup_timeout))
+                # it was ready): give it the rest of its start-up time.
+                deadline = max(time.monotonic() + 10.0, _monotonic_deadline(state, startup_timeout))
                 if _wait_healthy(state.pid, state.api_url, deadline):
                     return _status(paths, state)
-                _terminate(state.pid, DEFAULT_STOP_TIMEOUT)
+                if _is_our_server(state.pid):
+                    # Alive but silent: it may be busy with someone's runs, so it is not
+                    # ours to kill; say so, and let the user stop it.
+                    raise LocalServerError(
+                        f"the local Prefect server (pid {state.pid}) does not answer at "
+                        f"{state.api_url}; stop it with `taskmark server stop`; see {paths.log}"
+                    )
             paths.state.unlink(missing_ok=True)
         return _status(paths, _spawn(paths, startup_timeout))
 
@@ -251,7 +294,7 @@ def _spawn(paths: _Paths, startup_timeout: float) -> _State:
         paths.state.unlink(missing_ok=True)
         tail = _tail(paths.log)
         # Another process took the free port between our probe and the server's bind.
-        if not alive and attempt == 0 and "address already in use" in tail.lower():
+        if not alive and attempt == 0 and "address already in use" in _read(paths.log).lower():
             continue
         reason = "exited" if not alive else f"did not answer {api_url}/health within {startup_timeout:g} s"
         raise LocalServerError(
@@ -455,12 +498,19 @@ def _rotate_log(log: Path) -> None:
         os.replace(log, log.with_name(log.name + ".1"))
 
 
-def _tail(log: Path, lines: int = 15) -> str:
+def _read(log: Path) -> str:
     try:
-        text = log.read_text(errors="replace")
+        return log.read_text(errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _tail(log: Path) -> str:
+    """The lines of the log that say why the server stopped: its last exception, last line."""
+    lines = [line.rstrip() for line in _read(log).splitlines() if line.strip()]
+    errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    picked = ([errors[-1]] if errors else lines[-5:-1]) + lines[-1:]
+    return "\n".join("  " + line for line in dict.fromkeys(picked))
 
 
 def _status(paths: _Paths, state: _State | None) -> ServerStatus:

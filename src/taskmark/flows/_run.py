@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from prefect import State
 from pydantic import BaseModel, Field
 
 from taskmark.blocks import ProviderOverrides
@@ -46,6 +47,7 @@ class PhaseSummary(BaseModel):
     duration_s: float = Field(description="Wall time.")
     outputs: Any = Field(default=None, description="The phase's outputs.")
     error: str | None = Field(default=None, description="Why it did not complete.")
+    executed_branches: list[str] | None = Field(default=None, description="Branches a route step picked.")
 
 
 class Usage(BaseModel):
@@ -101,7 +103,7 @@ async def arun(
     token = CURRENT_RUNTIME.set(runtime)
     started = time.perf_counter()
     try:
-        state = await compiled(**params, return_state=True)
+        state: State[Any] = await cast("Awaitable[State[Any]]", compiled(**params, return_state=True))
     finally:
         CURRENT_RUNTIME.reset(token)
     total = runtime.ledger.total()
@@ -111,7 +113,7 @@ async def arun(
         message=state.message,
         duration_s=time.perf_counter() - started,
         phases={
-            p.name: PhaseSummary(state=r.state, duration_s=r.duration_s, outputs=r.outputs, error=r.error)
+            p.name: PhaseSummary(state=r.state, duration_s=r.duration_s, outputs=r.outputs, error=r.error, executed_branches=r.executed_branches)
             for p in definition.run_order()
             if (r := runtime.records.get(p.name)) is not None
         },

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 from prefect import Flow, flow
 
@@ -54,7 +55,7 @@ async def run_phases(definition: Definition, inputs: dict[str, Any], runtime: Ru
             runtime.records[phase.name] = PhaseRecord(name=phase.name, state="RUNNING", started_at=time.time())
             runtime.emit("phase:start", phase=phase.name)
             try:
-                await _subflow(phase)(phase.name, inputs, upstream)
+                await cast("Awaitable[Any]", _subflow(phase)(phase.name, inputs, upstream))
             except PhaseFailed as failure:
                 record = runtime.records[phase.name]
                 record.state, record.error = "FAILED", str(failure)

@@ -33,11 +33,13 @@ class Answer:
     failure: str | None = None
     """Why this answer cannot be used (its call or its loop failed)."""
     refinements: int = 0
+    routed_out: bool = False
+    """A route step did not pick this branch; it never ran."""
 
     @property
     def usable(self) -> bool:
         """Whether the answer may reach the phase's output."""
-        return self.failure is None and self.text is not None
+        return self.failure is None and self.text is not None and not self.routed_out
 
 
 def output_schema(outputs: list[OutputField]) -> dict[str, Any] | None:

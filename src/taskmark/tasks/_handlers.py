@@ -22,7 +22,7 @@ def load_handler(ref: str) -> Callable[..., Any]:
         ImportError: The module or function does not exist.
     """
     module_name, _, name = ref.partition(":")
-    function = getattr(importlib.import_module(module_name), name, None)
+    function: object = getattr(importlib.import_module(module_name), name, None)
     if not callable(function):
         raise ImportError(f"handler {ref!r}: {module_name} has no function {name!r}")
     return function

@@ -15,7 +15,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from taskmark.definition import AgentStep, AggregateStep, CustomStep, Definition, Phase, template_environment
+from taskmark.definition import AgentStep, AggregateStep, CustomStep, Definition, Phase, evaluate, template_environment
 from taskmark.errors import ProviderError, TaskmarkError
 from taskmark.tasks._answers import Answer, aggregate, check_quality, check_structure, output_schema, parse_text
 from taskmark.tasks._context import PhaseRecord, StageRecord, StageResult
@@ -73,7 +73,7 @@ class _Lifecycle:
             return result
 
         try:
-            result = await self.runtime.stage_task(_stage, self.phase.name, name)(both)
+            result: StageResult = await self.runtime.stage_task(_stage, self.phase.name, name)(both)
         except PhaseFailed as failure:
             self.record.record(name, "failed", duration_s=time.perf_counter() - started, error=failure.reason)
             raise
@@ -134,8 +134,37 @@ class _Lifecycle:
                 answer.prompt = self.render(answer.step.prompt)
         return StageResult(data={a.key: a.prompt for a in self.answers if a.prompt is not None})
 
+    async def pick_branches(self) -> None:
+        """Run the route step: only the agent steps it names run (``executed_branches``)."""
+        route = self.phase.route()
+        if route is None:
+            return
+        branches = [a.key for a in self.answers]
+        if route.expression is not None:
+            picked = evaluate(route.expression, self.names(branches=branches))
+        else:
+            assert route.agent is not None and route.prompt is not None
+            schema = {"type": "object", "properties": {"branches": {"type": "array", "items": {"type": "string", "enum": branches}}}, "required": ["branches"]}
+            prompt = self.render(route.prompt, branches=branches)
+            completion = await self.ask("inference", AgentStep(agent=route.agent, prompt=route.prompt, location=route.location), prompt, schema=schema)
+            parsed = completion.parsed if isinstance(completion.parsed, dict) else None
+            if parsed is None:
+                raise PhaseFailed(self.phase.name, "inference", f"route by {route.agent}: expected JSON {{\"branches\": [...]}}; found {completion.text[:80]!r}")
+            picked = parsed.get("branches", [])
+        picked = [picked] if isinstance(picked, str) else list(picked or [])
+        unknown = [p for p in picked if p not in branches]
+        if unknown:
+            raise PhaseFailed(self.phase.name, "inference", f"route picked unknown branches {unknown}; branches are {branches}")
+        for answer in self.answers:
+            answer.routed_out = answer.key not in picked
+        self.record.executed_branches = [b for b in branches if b in picked]
+
     async def infer(self) -> StageResult:
+        await self.pick_branches()
+
         async def one(answer: Answer) -> None:
+            if answer.routed_out:
+                return
             if answer.prompt is None:
                 answer.prompt = self.render(answer.step.prompt)
             try:
@@ -155,7 +184,7 @@ class _Lifecycle:
                 if answer.failure:
                     raise PhaseFailed(self.phase.name, "inference", answer.failure)
         failed = [a for a in self.answers if a.failure]
-        if self.answers and len(failed) == len(self.answers):
+        if self.answers and failed and len(failed) == sum(1 for a in self.answers if not a.routed_out):
             raise PhaseFailed(self.phase.name, "inference", failed[0].failure or "every call failed")
         custom = {s.kind: await run_custom_step(s, self.names()) for s in self.custom_steps}
         return StageResult(
@@ -266,7 +295,7 @@ class _Lifecycle:
 
     async def integrate(self) -> StageResult:
         usable = [a for a in self.answers if a.usable]
-        if self.answers and not usable:
+        if any(not a.routed_out for a in self.answers) and not usable:
             reasons = "; ".join(f"{a.key}: {a.failure}" for a in self.answers)
             raise PhaseFailed(self.phase.name, "integration", f"no answer to aggregate ({reasons})")
         step = next((s for s in self.phase.steps if isinstance(s, AggregateStep)), None)

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import Task, task
+from prefect import State, Task, task
 from prefect.events import emit_event
-from prefect.states import State
 
 from taskmark.blocks import (
     CallLabels,

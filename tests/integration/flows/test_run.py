@@ -239,3 +239,32 @@ async def test_handlers_and_custom_steps_store_data_under_their_own_stage(llm: F
     assert record.outputs == {"shout": "HELLO TIDES"}
     assert isinstance(StageResult(), StageResult)
     assert llm.count == 0
+
+
+async def test_route_by_expression_runs_only_the_picked_branches(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = lambda r: Reply(content=f"from {prompt_of(r)}")
+    path = write("route", head("route") + (
+        "## Phase: Pick\n\n### Steps\n- agent: a - pick\n\n"
+        '## Phase: Fan\ndependsOn: Pick\nparallel: true\n\n### Steps\n- route: ["b"] if topic == "tides" else branches\n'
+        "- agent: a - branch a\n- agent: b - branch b\n- aggregate: merge\n\n"
+        '## Phase: After\ndependsOn: Fan\n\n### Steps\n- agent: a - after {{ phases["Fan"] }}\n'
+    ))
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED", result.message
+    assert result.phases["Fan"].executed_branches == ["b"]
+    assert result.phases["Fan"].outputs == {"b": "from branch b"}
+    assert "branch a" not in [prompt_of(r) for r in llm.requests]
+    assert prompt_of(llm.requests[-1]) == "after {'b': 'from branch b'}"
+
+
+async def test_route_by_agent(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = answer_by_prompt({"Which": Reply(content=json.dumps({"branches": ["a"]}))}, default=Reply(content="answered"))
+    path = write("route2", head("route2") + (
+        "## Phase: Fan\nparallel: true\n\n### Steps\n- route: by chair - Which of {{ branches }} fit {{ topic }}?\n"
+        "- agent: a - branch a\n- agent: b - branch b\n"
+    ))
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED", result.message
+    assert result.phases["Fan"].executed_branches == ["a"]
+    assert result.phases["Fan"].outputs == "answered"
+    assert [prompt_of(r) for r in llm.requests] == ["Which of ['a', 'b'] fit tides?", "branch a"]
