@@ -4,7 +4,9 @@
 
     TaskmarkError
      ├── DefinitionError (also ValueError)   a definition file is not valid; carries diagnostics
-     └── ProviderError                       an LLM call failed; carries model and status_code
+     ├── ProviderError                       an LLM call failed; carries model and status_code
+     └── LocalServerError                    the local Prefect server did not start or stop
+                                             (defined in taskmark.flows._local_server)
 
 Every error a user can cause is one of these, so the CLI can print it without a traceback.
 """

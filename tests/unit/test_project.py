@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import taskmark
 import taskmark.cli
+import taskmark.flows
+import taskmark.tasks
 import taskmark.definition
 from taskmark.definition import load_definition, render_graph
 
@@ -80,7 +83,7 @@ def test_every_doc_example_is_a_valid_definition(name: str, text: str, tmp_path:
     load_definition(path)
 
 
-@pytest.mark.parametrize("module", [taskmark.definition, taskmark.cli])
+@pytest.mark.parametrize("module", [taskmark, taskmark.definition, taskmark.cli, taskmark.flows, taskmark.tasks])
 def test_exported_members(module: object) -> None:
     exported = getattr(module, "__all__")
     assert sorted(exported) == sorted(set(exported))

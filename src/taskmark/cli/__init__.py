@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from taskmark.cli import graph, run, schema, show, validate
+from taskmark.cli import graph, run, schema, server, show, validate
 
 __all__ = ["app", "main"]
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 for command in (run, validate, graph, show, schema):
     app.add_typer(command.app)
+app.add_typer(server.app, name="server")
 
 
 def main() -> None:

@@ -182,10 +182,10 @@ def _connect(*, ephemeral: bool, quiet: bool) -> None:
     """Point Prefect at PREFECT_API_URL, taskmark's local server, or (opt-in) an ephemeral one."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    if not ephemeral and not os.environ.get("PREFECT_API_URL"):
-        from taskmark.flows._local_server import ensure_server
+    if not ephemeral:
+        from taskmark.flows._local_server import connect
 
-        os.environ["PREFECT_API_URL"] = ensure_server()
+        connect()  # PREFECT_API_URL if set (env, profile, prefect.toml), else the local server
     import logging
 
     from prefect.logging.configuration import ensure_logging_setup

@@ -21,22 +21,29 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import http.client
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from taskmark.errors import TaskmarkError
+from taskmark.flows._server_process import (
+    APP,
+    HOST,
+    LocalServerError,
+    free_port,
+    healthy,
+    is_our_server,
+    launch,
+    log_tail,
+    read_log,
+    terminate,
+    wait_healthy,
+)
 
 __all__ = [
     "LocalServerError",
@@ -58,34 +65,6 @@ PostgreSQL, and later on a loaded machine."""
 
 DEFAULT_STOP_TIMEOUT = 15.0
 """Seconds between SIGTERM and SIGKILL: Prefect stops its services on SIGTERM."""
-
-_APP = "taskmark.flows._server_app:create_app"
-_HOST = "127.0.0.1"
-# The server's command line names its app; it tells our server from a process that was
-# given the same pid after ours died (pids are reused, state files outlive reboots).
-_MARKER = _APP.split(":", 1)[0]
-# The last line of a Python traceback: `package.module.SomeError: message`.
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
-
-# Run in a short-lived intermediate process, which starts the server in a new session and
-# exits: the server is then nobody's child (init reaps it), so it survives the caller, the
-# caller never owns a Popen it cannot wait for, and a terminal's Ctrl-C does not reach it.
-_LAUNCHER = """
-import subprocess, sys
-with open(sys.argv[1], "ab") as log:
-    server = subprocess.Popen(
-        sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True, close_fds=True,
-    )
-print(server.pid)
-"""
-
-
-class LocalServerError(TaskmarkError):
-    """The local Prefect server could not be started or stopped.
-
-    The message names the log file to read.
-    """
 
 
 @dataclass(frozen=True)
@@ -214,13 +193,13 @@ def start_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> ServerS
     with _locked(paths.lock):
         state = _read_state(paths.state)
         if state is not None:
-            if _is_our_server(state.pid):
+            if is_our_server(state.pid):
                 # Healthy: reuse at once. Still starting (its starter was killed before
                 # it was ready): give it the rest of its start-up time.
                 deadline = max(time.monotonic() + 10.0, _monotonic_deadline(state, startup_timeout))
-                if _wait_healthy(state.pid, state.api_url, deadline):
+                if wait_healthy(state.pid, state.api_url, deadline):
                     return _status(paths, state)
-                if _is_our_server(state.pid):
+                if is_our_server(state.pid):
                     # Alive but silent: it may be busy with someone's runs, so it is not
                     # ours to kill; say so, and let the user stop it.
                     raise LocalServerError(
@@ -250,8 +229,8 @@ def stop_server(*, timeout: float = DEFAULT_STOP_TIMEOUT) -> bool:
         if state is None:
             return False
         stopped = False
-        if _is_our_server(state.pid):
-            _terminate(state.pid, timeout)
+        if is_our_server(state.pid):
+            terminate(state.pid, timeout)
             stopped = True
         paths.state.unlink(missing_ok=True)
         return stopped
@@ -273,28 +252,28 @@ def server_status() -> ServerStatus:
 def _spawn(paths: _Paths, startup_timeout: float) -> _State:
     """Start a server on a free port, record it, and wait until it is healthy."""
     for attempt in range(2):
-        port = _free_port()
-        api_url = f"http://{_HOST}:{port}/api"
+        port = free_port()
+        api_url = f"http://{HOST}:{port}/api"
         _rotate_log(paths.log)
-        pid = _launch(_server_command(port), _server_env(paths.home, api_url), paths.home, paths.log)
+        pid = launch(_server_command(port), _server_env(paths.home, api_url), paths.home, paths.log)
         state = _State(pid=pid, port=port, api_url=api_url, started_at=_now())
         # Recorded before it is ready, so that `stop` and a later `ensure_server` find a
         # server whose starter was killed while waiting.
         _write_state(paths.state, state)
         try:
-            if _wait_healthy(pid, api_url, time.monotonic() + startup_timeout):
+            if wait_healthy(pid, api_url, time.monotonic() + startup_timeout):
                 return state
         except BaseException:
             # Ctrl-C while waiting: leave no half-started server behind.
-            _terminate(pid, DEFAULT_STOP_TIMEOUT)
+            terminate(pid, DEFAULT_STOP_TIMEOUT)
             paths.state.unlink(missing_ok=True)
             raise
-        alive = _is_our_server(pid)
-        _terminate(pid, DEFAULT_STOP_TIMEOUT)
+        alive = is_our_server(pid)
+        terminate(pid, DEFAULT_STOP_TIMEOUT)
         paths.state.unlink(missing_ok=True)
-        tail = _tail(paths.log)
+        tail = log_tail(paths.log)
         # Another process took the free port between our probe and the server's bind.
-        if not alive and attempt == 0 and "address already in use" in _read(paths.log).lower():
+        if not alive and attempt == 0 and "address already in use" in read_log(paths.log).lower():
             continue
         reason = "exited" if not alive else f"did not answer {api_url}/health within {startup_timeout:g} s"
         raise LocalServerError(
@@ -312,9 +291,9 @@ def _server_command(port: int) -> list[str]:
         "-m",
         "uvicorn",
         "--factory",
-        _APP,
+        APP,
         "--host",
-        _HOST,
+        HOST,
         "--port",
         str(port),
         # As `prefect server start` passes them.
@@ -355,99 +334,6 @@ def _server_env(home: Path, api_url: str) -> dict[str, str]:
     if not database_url:
         del env["PREFECT_SERVER_DATABASE_CONNECTION_URL"], env["PREFECT_API_DATABASE_CONNECTION_URL"]
     return env
-
-
-def _launch(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> int:
-    """Start ``command`` detached (new session, not our child); its pid."""
-    with log.open("a") as out:
-        out.write(f"--- {_now()} taskmark starts: {' '.join(command)}\n")
-    # -I -S: the launcher needs only the standard library; start it fast and unaffected
-    # by PYTHON* variables. cwd=PREFECT_HOME: the server holds no user folder open.
-    launcher = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(log), *command],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if launcher.returncode != 0 or not launcher.stdout.strip().isdigit():
-        raise LocalServerError(f"could not start the local Prefect server: {launcher.stderr.strip()}")
-    return int(launcher.stdout.strip())
-
-
-def _wait_healthy(pid: int, api_url: str, deadline: float) -> bool:
-    """Poll ``/api/health`` until it answers, the process exits, or the deadline passes."""
-    while True:
-        if _healthy(api_url):
-            return True
-        if not _is_our_server(pid) or time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-
-
-def _healthy(api_url: str, timeout: float = 2.0) -> bool:
-    # http.client rather than urllib: no proxy from the environment applies to 127.0.0.1.
-    url = urlsplit(api_url)
-    connection = http.client.HTTPConnection(url.hostname or _HOST, url.port, timeout=timeout)
-    try:
-        connection.request("GET", url.path.rstrip("/") + "/health")
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    """SIGTERM the server's process group, SIGKILL it after ``timeout`` seconds."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            # The server leads its own session and group: this also reaches any
-            # process it started.
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        except PermissionError as error:
-            raise LocalServerError(f"cannot stop process {pid}: {error}") from None
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.05)
-    raise LocalServerError(f"process {pid} survived SIGKILL")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        # A zombie (exited, not yet reaped) still answers signal 0.
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _is_our_server(pid: int) -> bool:
-    if not _alive(pid):
-        return False
-    try:
-        return _MARKER.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        # No /proc (macOS): the health check against the recorded port decides.
-        return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((_HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -498,28 +384,13 @@ def _rotate_log(log: Path) -> None:
         os.replace(log, log.with_name(log.name + ".1"))
 
 
-def _read(log: Path) -> str:
-    try:
-        return log.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def _tail(log: Path) -> str:
-    """The lines of the log that say why the server stopped: its last exception, last line."""
-    lines = [line.rstrip() for line in _read(log).splitlines() if line.strip()]
-    errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
-    picked = ([errors[-1]] if errors else lines[-5:-1]) + lines[-1:]
-    return "\n".join("  " + line for line in dict.fromkeys(picked))
-
-
 def _status(paths: _Paths, state: _State | None) -> ServerStatus:
     from prefect.settings import get_current_settings
 
     database_url = get_current_settings().server.database.connection_url
-    alive = state is not None and _is_our_server(state.pid)
+    alive = state is not None and is_our_server(state.pid)
     return ServerStatus(
-        running=alive and state is not None and _healthy(state.api_url),
+        running=alive and state is not None and healthy(state.api_url),
         pid=state.pid if alive and state else None,
         api_url=state.api_url if alive and state else None,
         ui_url=state.api_url.removesuffix("/api") if alive and state else None,
