@@ -6,8 +6,10 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prefect import State
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ParameterTypeError
 
@@ -16,7 +18,8 @@ from taskmark.blocks import ProviderOverrides
 from taskmark.flows import compile
 from taskmark.flows._run import arun
 from taskmark.definition import load_definition
-from taskmark.tasks import StageResult, step_strategy
+from taskmark.tasks import Runtime, step_strategy
+from taskmark.tasks._runtime import CURRENT_RUNTIME
 
 from .conftest import answer_by_prompt, prompt_of
 
@@ -26,6 +29,18 @@ Write = Callable[[str, str], Path]
 
 def head(name: str, meta: str = "") -> str:
     return HEAD.format(name=name, meta=meta)
+
+
+async def run_keeping_runtime(path: Path, overrides: ProviderOverrides) -> tuple[State[Any], Runtime]:
+    """Run the compiled flow directly, keeping the runtime to inspect stage records."""
+    definition = load_definition(path)
+    runtime = Runtime(definition, overrides=overrides)
+    token = CURRENT_RUNTIME.set(runtime)
+    try:
+        state = await compile(definition)(return_state=True)
+    finally:
+        CURRENT_RUNTIME.reset(token)
+    return state, runtime
 
 
 async def test_independent_phases_overlap_and_the_parent_waits(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
@@ -79,16 +94,7 @@ async def test_max_concurrent_phases_is_a_limit(llm: FakeOpenAIServer, overrides
 
 async def test_stages_without_work_are_recorded_skipped(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
     path = write("skips", head("skips") + "## Phase: Only\n\n### Steps\n- agent: a - Say {{ topic }}\n")
-    from taskmark.tasks import Runtime
-    from taskmark.tasks._runtime import CURRENT_RUNTIME
-
-    definition = load_definition(path)
-    runtime = Runtime(definition, overrides=overrides)
-    token = CURRENT_RUNTIME.set(runtime)
-    try:
-        state = await compile(definition)(return_state=True)
-    finally:
-        CURRENT_RUNTIME.reset(token)
+    state, runtime = await run_keeping_runtime(path, overrides)
     assert state.is_completed()
     stages = {name: record.status for name, record in runtime.records["Only"].stages.items()}
     assert stages == {
@@ -222,22 +228,12 @@ async def test_handlers_and_custom_steps_store_data_under_their_own_stage(llm: F
         return argument.upper()
 
     path = write("custom", head("custom") + '## Phase: P\nhandlers: {preProcessing: "myhooks:prepare"}\n\n### Steps\n- shout: hello {{ topic }}\n')
-    from taskmark.tasks import Runtime
-    from taskmark.tasks._runtime import CURRENT_RUNTIME
-
-    definition = load_definition(path)
-    runtime = Runtime(definition, overrides=overrides)
-    token = CURRENT_RUNTIME.set(runtime)
-    try:
-        state = await compile(definition)(return_state=True)
-    finally:
-        CURRENT_RUNTIME.reset(token)
+    state, runtime = await run_keeping_runtime(path, overrides)
     assert state.is_completed(), state.message
     record = runtime.records["P"]
     assert record.stages["preProcessing"].data == {"seen": ["topic"]}
     assert record.flags == {"prepared": True}
     assert record.outputs == {"shout": "HELLO TIDES"}
-    assert isinstance(StageResult(), StageResult)
     assert llm.count == 0
 
 
