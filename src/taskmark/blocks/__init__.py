@@ -1,0 +1,71 @@
+"""LLM providers: Prefect Blocks over litellm, the embedded local model, accounting.
+
+This is the only package that imports litellm, and it does so lazily: importing
+``taskmark.blocks`` (as Prefect does for every process, through the ``prefect.collections``
+entry point) never pays litellm's import time.
+
+Flows and tasks reach LLMs through ``ChatModel.acomplete``; ``LLMProvider`` is the block
+that implements it, ``resolve_provider`` picks one for a call, ``call_agent`` turns an
+agent and a prompt into an accounted call, and ``LLM_REQUEST_CACHE`` caches answers in
+Prefect's own task cache.
+"""
+
+from __future__ import annotations
+
+from taskmark.blocks._agents import agent_messages, call_agent, merge_llm_settings
+from taskmark.blocks._cache import (
+    LLM_REQUEST_CACHE,
+    LLMRequestCache,
+    llm_cache_options,
+    request_cache_key,
+)
+from taskmark.blocks._errors import classify, redact
+from taskmark.blocks._local import (
+    LOCAL_MODEL,
+    LocalEndpoint,
+    local_endpoint,
+    local_model_path,
+    stop_local_model,
+)
+from taskmark.blocks._provider import LLMProvider
+from taskmark.blocks._resolve import ProviderOverrides, aresolve_provider, resolve_provider
+from taskmark.blocks._retry import Backoff
+from taskmark.blocks._types import CallLabels, ChatModel, Completion, Message, Schema, Usage
+from taskmark.blocks._usage import (
+    COMPLETED_EVENT,
+    FAILED_EVENT,
+    UsageLedger,
+    UsageTotals,
+)
+
+__all__ = [
+    "COMPLETED_EVENT",
+    "FAILED_EVENT",
+    "LLM_REQUEST_CACHE",
+    "LOCAL_MODEL",
+    "Backoff",
+    "CallLabels",
+    "ChatModel",
+    "Completion",
+    "LLMProvider",
+    "LLMRequestCache",
+    "LocalEndpoint",
+    "Message",
+    "ProviderOverrides",
+    "Schema",
+    "Usage",
+    "UsageLedger",
+    "UsageTotals",
+    "agent_messages",
+    "aresolve_provider",
+    "call_agent",
+    "classify",
+    "llm_cache_options",
+    "local_endpoint",
+    "local_model_path",
+    "merge_llm_settings",
+    "redact",
+    "request_cache_key",
+    "resolve_provider",
+    "stop_local_model",
+]

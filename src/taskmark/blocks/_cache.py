@@ -1,0 +1,132 @@
+"""The response cache: Prefect's own task cache, keyed on what decides an LLM's answer.
+
+An inference task that takes ``provider``, ``messages``, ``schema`` and ``overrides``
+parameters gets ``cache_policy=LLM_REQUEST_CACHE`` and a ``cache_expiration``
+(``llm_cache_options(ttl)`` returns both). An identical request within the TTL is then
+answered from Prefect's result storage without a call, in any process that shares it.
+
+The key covers the model, endpoint, sampling parameters, messages and schema; it never
+covers the API key (a secret must not shape a file name), and not the local server's
+per-process address, so cached local answers survive a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.context import TaskRunContext
+
+from ._provider import LLMProvider
+from ._structured import schema_json
+from ._types import ChatModel, Message, Schema
+
+__all__ = ["LLM_REQUEST_CACHE", "LLMRequestCache", "llm_cache_options", "request_cache_key"]
+
+KEY_VERSION = "1"
+
+
+def request_cache_key(
+    provider: ChatModel,
+    messages: Sequence[Message],
+    schema: Schema | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> str:
+    """A stable hash of everything that decides the answer to a request.
+
+    Args:
+        provider: The block (or any ``ChatModel``) the request goes to.
+        messages: The conversation.
+        schema: The requested schema, if any.
+        overrides: Per-call overrides, as passed to ``acomplete``.
+
+    Returns:
+        A hex digest; equal for equal requests in any process.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if isinstance(provider, LLMProvider):
+        effective = provider.with_overrides(**overrides)
+        endpoint: dict[str, Any] = {
+            "model": effective.model,
+            "api_base": effective.api_base,
+            "temperature": effective.temperature,
+            "max_tokens": effective.max_tokens,
+            "extra_params": effective.extra_params,
+            "structured_output": effective.structured_output,
+        }
+    else:
+        endpoint = {"model": provider.model_name, "overrides": overrides}
+    material = {
+        "v": KEY_VERSION,
+        "endpoint": endpoint,
+        "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+        "schema": schema_json(schema) if schema is not None else None,
+    }
+    blob = json.dumps(material, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class LLMRequestCache(CachePolicy):
+    """A cache policy for an inference task, keyed by ``request_cache_key``.
+
+    The task's parameter names are configurable; a task without a provider or messages
+    parameter is not cached (the key is None).
+    """
+
+    provider_param: str = "provider"
+    messages_param: str = "messages"
+    schema_param: str = "schema"
+    overrides_param: str = "overrides"
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """The cache key for one task run's inputs."""
+        provider = inputs.get(self.provider_param)
+        messages = inputs.get(self.messages_param)
+        if provider is None or messages is None:
+            return None
+        key = request_cache_key(
+            provider,
+            messages,
+            inputs.get(self.schema_param),
+            inputs.get(self.overrides_param),
+        )
+        return f"taskmark-llm-{key}"
+
+
+LLM_REQUEST_CACHE = LLMRequestCache()
+"""The policy for a task with ``provider``, ``messages``, ``schema``, ``overrides`` parameters."""
+
+
+def llm_cache_options(
+    ttl: timedelta | float | None, *, policy: CachePolicy = LLM_REQUEST_CACHE
+) -> dict[str, Any]:
+    """Task options for the response cache, for ``task.with_options(**options)``.
+
+    Args:
+        ttl: How long an answer stays valid (a timedelta or seconds); None turns the cache
+            off (``--no-cache``, or no ``cache:`` in the definition).
+        policy: The key policy, if the task's parameters are named differently.
+
+    Returns:
+        ``cache_policy``, ``cache_expiration`` and ``persist_result`` (a cached answer
+        must be stored to be found again), or just ``cache_policy=NO_CACHE``.
+
+    Example:
+        >>> infer = inference_task.with_options(**llm_cache_options(timedelta(hours=1)))
+    """
+    if ttl is None:
+        return {"cache_policy": NO_CACHE}
+    expiration = ttl if isinstance(ttl, timedelta) else timedelta(seconds=float(ttl))
+    return {"cache_policy": policy, "cache_expiration": expiration, "persist_result": True}

@@ -1,0 +1,241 @@
+"""A small real HTTP server that speaks the OpenAI chat-completions API, scriptable per test.
+
+Tests reach it through litellm over real HTTP, so the whole client path (httpx, litellm's
+response parsing and exception mapping) is exercised. Each test scripts the next replies
+(status, body, headers, latency, garbage) and reads back every request the server saw.
+
+It runs ``http.server`` in a background thread so that sync and async tests can share one
+server. ``request_queue_size`` is raised because the default listen backlog of 5 makes a
+burst of parallel connections wait a second for TCP's SYN retry.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["FakeOpenAIServer", "RecordedRequest", "Reply"]
+
+
+@dataclass
+class Reply:
+    """One scripted answer.
+
+    ``content`` becomes the assistant message; ``raw`` (if set) is sent as the body as it
+    is, which is how tests send garbage; ``status`` other than 200 sends an OpenAI-style
+    error body with ``error_message``.
+    """
+
+    content: str | None = "ok"
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    raw: bytes | None = None
+    error_message: str = "scripted failure"
+    error_type: str = "server_error"
+    error_code: str | None = None
+    prompt_tokens: int = 11
+    completion_tokens: int = 7
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the server received."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The chat messages the client sent."""
+        return list(self.body.get("messages", []))
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512
+    daemon_threads = True
+    # Handlers may be sleeping on a scripted delay; do not wait for them on close.
+    block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out closes its socket before the scripted delay ends; the
+        # resulting BrokenPipeError is the point of the test, not a failure.
+        return
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible chat server on a free 127.0.0.1 port.
+
+    Example:
+        >>> server = FakeOpenAIServer().start()
+        >>> server.push(Reply(status=429, headers={"Retry-After": "0"}), Reply(content="hi"))
+        >>> server.api_base  # doctest: +SKIP
+        'http://127.0.0.1:54321/v1'
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._script: deque[Reply] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._stopping = threading.Event()
+        self.default: Callable[[RecordedRequest], Reply] = lambda _req: Reply()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAIServer:
+        """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
+        self._httpd = _Server(("127.0.0.1", 0), _handler_for(self))
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        assert self._httpd is not None, "server not started"
+        return int(self._httpd.server_address[1])
+
+    @property
+    def api_base(self) -> str:
+        """The base URL a client puts in ``api_base``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- scripting -----------------------------------------------------------------------
+
+    def push(self, *replies: Reply) -> None:
+        """Queue replies; each request takes the next one, then falls back to ``default``."""
+        with self._lock:
+            self._script.extend(replies)
+
+    def reset(self) -> None:
+        """Forget queued replies, recorded requests and the default reply."""
+        with self._lock:
+            self._script.clear()
+            self._requests.clear()
+            self.default = lambda _req: Reply()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every chat request received since the last reset, in order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def count(self) -> int:
+        """How many chat requests reached the server since the last reset."""
+        with self._lock:
+            return len(self._requests)
+
+    def _next_reply(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self._requests.append(request)
+            if self._script:
+                return self._script.popleft()
+        return self.default(request)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+
+def _completion_body(reply: Reply, model: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": reply.content},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+        },
+    }
+
+
+def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle's algorithm and delayed ACKs
+        # every reply would wait ~40 ms on a keep-alive connection.
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path.rstrip("/").endswith("/models"):
+                self._send(200, json.dumps({"object": "list", "data": []}).encode(), {})
+            else:
+                self._send(404, b'{"error": {"message": "not found"}}', {})
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                body = {"_unparseable": raw.decode("utf-8", "replace")}
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                self._send(404, b'{"error": {"message": "not found"}}', {})
+                return
+            request = RecordedRequest(
+                path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, body=body
+            )
+            reply = server._next_reply(request)
+            if reply.delay_s:
+                server._sleep(reply.delay_s)
+            if reply.raw is not None:
+                payload = reply.raw
+            elif reply.status == 200:
+                payload = json.dumps(_completion_body(reply, str(body.get("model", "")))).encode()
+            else:
+                payload = json.dumps(
+                    {
+                        "error": {
+                            "message": reply.error_message,
+                            "type": reply.error_type,
+                            "code": reply.error_code,
+                        }
+                    }
+                ).encode()
+            self._send(reply.status, payload, reply.headers)
+
+        def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:
+                # The client gave up (a timeout test); nothing to answer.
+                self.close_connection = True
+
+    return Handler
