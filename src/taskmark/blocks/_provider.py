@@ -33,7 +33,7 @@ __all__ = ["LLMProvider"]
 BLOCK_FALLBACK_PREFIX = "llm-provider/"
 # Overrides that name a field of the block; anything else is passed to litellm as it is.
 _FIELD_OVERRIDES = frozenset(
-    {"model", "temperature", "max_tokens", "timeout_s", "max_retries", "structured_output"}
+    {"model", "temperature", "max_tokens", "timeout_s", "max_retries", "retry_backoff_s", "structured_output"}
 )
 
 
@@ -154,7 +154,7 @@ class LLMProvider(Block):
                 parsed value is in ``Completion.parsed``.
             labels: Where the call belongs (definition, phase, stage), for its event.
             **overrides: Per-call settings: block fields (``model``, ``temperature``,
-                ``max_tokens``, ``timeout_s``, ``max_retries``, ``structured_output``) or
+                ``max_tokens``, ``timeout_s``, ``max_retries``, ``retry_backoff_s``, ``structured_output``) or
                 any other litellm parameter. ``None`` values are ignored, so merged agent
                 settings can be passed as they are. Keys cannot be overridden here.
 

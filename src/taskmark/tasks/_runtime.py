@@ -99,6 +99,7 @@ class Runtime:
             "temperature": settings.temperature,
             "max_tokens": settings.max_tokens,
             "max_retries": retry.max_attempts - 1,
+            "retry_backoff_s": retry.backoff_ms / 1000,
         }
         labels = CallLabels(definition=self.definition.name, phase=phase.name, stage=stage, agent=agent.id)
         infer = self._infer_task(phase, stage, agent.id)
