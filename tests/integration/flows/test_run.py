@@ -264,3 +264,18 @@ async def test_route_by_agent(llm: FakeOpenAIServer, overrides: ProviderOverride
     assert result.phases["Fan"].executed_branches == ["a"]
     assert result.phases["Fan"].outputs == "answered"
     assert [prompt_of(r) for r in llm.requests] == ["Which of ['a', 'b'] fit tides?", "branch a"]
+
+
+async def test_response_cache_answers_a_second_run_without_a_call(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    llm.default = lambda r: Reply(content=f"answer to {prompt_of(r)}")
+    path = write("cached", head("cached", "cache: {ttl: 1 hour}\n") + "## Phase: P\n\n### Steps\n- agent: a - same question {{ topic }}\n")
+    first = await arun(path, overrides=overrides)
+    second = await arun(path, overrides=overrides)
+    assert first.state == second.state == "COMPLETED"
+    assert second.phases["P"].outputs == first.phases["P"].outputs == "answer to same question tides"
+    assert llm.count == 1
+    assert (first.usage.calls, second.usage.calls) == (1, 0)
+    third = await arun(path, overrides=overrides, no_cache=True)
+    assert third.usage.calls == 1 and llm.count == 2
+    other = await arun(path, {"topic": "waves"}, overrides=overrides)
+    assert other.usage.calls == 1 and llm.count == 3
