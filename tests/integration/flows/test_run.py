@@ -279,3 +279,39 @@ async def test_response_cache_answers_a_second_run_without_a_call(llm: FakeOpenA
     assert third.usage.calls == 1 and llm.count == 2
     other = await arun(path, {"topic": "waves"}, overrides=overrides)
     assert other.usage.calls == 1 and llm.count == 3
+
+
+async def test_a_run_leaves_summary_and_usage_artifacts(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    llm.default = lambda _r: Reply(content="the **answer**", prompt_tokens=5, completion_tokens=3)
+    path = write("artifacts", head("artifacts") + "## Phase: One\n\n### Steps\n- agent: a - go\n\n## Phase: Two\ndependsOn: One\n\n### Steps\n- agent: b - again\n")
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED"
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[result.flow_run_id])))
+    by_key = {a.key: a for a in artifacts}
+    summary, usage = by_key["artifacts-summary"], by_key["artifacts-usage"]
+    assert "## One — completed" in summary.data and "the **answer**" in summary.data and "Answered by: openai/fake-model" in summary.data
+    rows = usage.data if isinstance(usage.data, list) else json.loads(usage.data)
+    assert rows[-1] == {"phase": "total", "calls": 2, "failed calls": 0, "prompt tokens": 10, "completion tokens": 6, "cost (USD)": 0.0}
+    assert [r["phase"] for r in rows] == ["One", "Two", "total"]
+
+
+async def test_phase_moments_reach_prefects_event_feed(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    path = write("evented", head("evented") + "## Phase: Solo\n\n### Steps\n- agent: a - go\n")
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED"
+    wanted = {"taskmark.phase.started", "taskmark.phase.completed", "taskmark.execution.completed"}
+    names: set[str] = set()
+    query = EventFilter(event=EventNameFilter(prefix=["taskmark."]), resource=EventResourceFilter(labels={"prefect.resource.id": ["taskmark.*evented*"]}))
+    async with get_client() as client:
+        for _ in range(60):  # the server persists events a moment after they are sent
+            response = await client.request("POST", "/events/filter", json={"filter": query.model_dump(mode="json"), "limit": 50})
+            names = {e["event"] for e in response.json()["events"]}
+            if names >= wanted:
+                break
+            await asyncio.sleep(0.25)
+    assert names >= wanted
