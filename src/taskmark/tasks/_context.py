@@ -49,7 +49,6 @@ class PhaseRecord(BaseModel):
     error: str | None = Field(default=None, description="Why the phase failed.")
     started_at: float | None = Field(default=None, description="time.time() when it started.")
     duration_s: float = Field(default=0.0, description="Wall time of the phase.")
-    calls: int = Field(default=0, description="LLM calls made.")
     executed_branches: list[str] | None = Field(default=None, description="The branches a route step picked.")
 
     def record(self, stage: str, status: StageStatus, result: StageResult | None = None, *, duration_s: float = 0.0, error: str | None = None) -> None:

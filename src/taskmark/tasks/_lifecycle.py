@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from taskmark.definition import AgentStep, AggregateStep, CustomStep, Definition, Phase, evaluate, template_environment
 from taskmark.errors import ProviderError, TaskmarkError
 from taskmark.tasks._answers import Answer, aggregate, check_quality, check_structure, output_schema, parse_text
-from taskmark.tasks._context import PhaseRecord, StageRecord, StageResult
+from taskmark.tasks._context import PhaseRecord, StageResult
 from taskmark.tasks._handlers import call_handler
 from taskmark.tasks._runtime import Runtime
 from taskmark.tasks._strategies import run_custom_step
@@ -97,7 +97,6 @@ class _Lifecycle:
 
     async def ask(self, stage: str, step: AgentStep, prompt: str, *, schema: dict[str, Any] | None) -> Any:  # noqa: ANN401
         """One agent call as a task of its own."""
-        self.record.calls += 1
         agent = self.definition.agents[step.agent]
         return await self.runtime.call(self.phase, stage, agent, prompt, (step.llm, *self.layers), schema)
 
@@ -114,7 +113,7 @@ class _Lifecycle:
         await self.stage("validateQuality", self.validate_quality if has_checks and self.answers else None)
         needs_loop = self.answers and (self.phase.critique or self.phase.refine) and any(self.wants_loop(a) for a in self.answers)
         await self.stage("critique", self.loop if needs_loop else None)
-        self.record.stages["refine"] = self.record.stages.get("refine") or _skipped()
+        await self.stage("refine", self.refinements if needs_loop and self.phase.refine else None)
         await self.stage("finalValidation", self.final_validation if has_checks and self.answers else None)
         await self.stage("integration", self.integrate)
         self.record.state = "COMPLETED"
@@ -225,7 +224,10 @@ class _Lifecycle:
         return answer.usable and (bool(answer.errors) or always)
 
     async def loop(self) -> StageResult:
-        """Critique and refine each answer that needs it, at most maxRefinements times."""
+        """Critique and refine each answer that needs it, at most maxRefinements times.
+
+        Each round's revised answer is parsed and checked again before the next.
+        """
         refine = self.phase.refine
         limit = getattr(refine.options, "max_refinements", 0) if refine else 0
         critiques: dict[str, list[str]] = {}
@@ -249,8 +251,11 @@ class _Lifecycle:
             answer.refinements = rounds
 
         await asyncio.gather(*(one(a) for a in self.answers))
-        self.record.stages["refine"] = _completed({a.key: a.refinements for a in self.answers}) if refine else _skipped()
         return StageResult(data=critiques)
+
+    async def refinements(self) -> StageResult:
+        # The reviser's calls ran inside the loop (tasks named PHASE/refine); this records them.
+        return StageResult(data={a.key: a.refinements for a in self.answers})
 
     async def critique(self, answer: Answer) -> str:
         errors = "; ".join(answer.errors) or "none"
@@ -317,14 +322,6 @@ class _Lifecycle:
             outputs = {s.kind: v for s, v in zip(self.custom_steps, self.record.stages["inference"].data["custom"].values())} if self.custom_steps else None
         self.record.outputs = outputs
         return StageResult(data=outputs)
-
-
-def _skipped() -> StageRecord:
-    return StageRecord(status="skipped")
-
-
-def _completed(data: Any) -> StageRecord:  # noqa: ANN401
-    return StageRecord(status="completed", data=data)
 
 
 async def run_lifecycle(definition: Definition, phase: Phase, inputs: dict[str, Any], upstream: dict[str, Any], runtime: Runtime) -> PhaseRecord:
