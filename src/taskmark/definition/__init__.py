@@ -41,7 +41,7 @@ from taskmark.definition._spec import (
     RetryPolicy,
     Schedule,
 )
-from taskmark.definition._templates import environment as template_environment
+from taskmark.definition._templates import render_template
 
 __all__ = [
     "AGGREGATE_KINDS",
@@ -79,6 +79,6 @@ __all__ = [
     "load_definition",
     "register_step_kind",
     "render_graph",
-    "template_environment",
+    "render_template",
     "validate_file",
 ]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
-from jinja2 import TemplateSyntaxError, nodes
+from typing import Any
+
+from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["TemplateCheck", "check_template", "environment"]
+__all__ = ["TemplateCheck", "check_template", "environment", "render_template"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -70,3 +72,17 @@ def check_template(text: str, names: Collection[str]) -> TemplateCheck:
     """
     check = _analyse(text)
     return replace(check, unknown_names=[n for n in check.unknown_names if n not in names])
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(text: str) -> Template:
+    return environment().from_string(text)
+
+
+def render_template(text: str, names: Mapping[str, Any]) -> str:
+    """Render a template in the sandbox; each distinct template is compiled once.
+
+    Raises:
+        jinja2.TemplateError: An undefined name or a sandbox violation at render time.
+    """
+    return _compiled(text).render(names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -33,7 +34,7 @@ async def write_artifacts(runtime: Runtime) -> None:
             lines += [f"**Error:** {record.error}", ""]
         if record.outputs is not None:
             lines += [_block(record.outputs), ""]
-    await acreate_markdown_artifact(key=f"{definition.name}-summary", markdown="\n".join(lines), description=f"Outputs of {definition.name}")
+    summary = acreate_markdown_artifact(key=f"{definition.name}-summary", markdown="\n".join(lines), description=f"Outputs of {definition.name}")
     by_phase = runtime.ledger.by_phase()
     rows = [
         {"phase": name or "-", "calls": t.calls, "failed calls": t.failed_calls, "prompt tokens": t.prompt_tokens,
@@ -43,4 +44,5 @@ async def write_artifacts(runtime: Runtime) -> None:
     total = runtime.ledger.total()
     rows.append({"phase": "total", "calls": total.calls, "failed calls": total.failed_calls, "prompt tokens": total.prompt_tokens,
                  "completion tokens": total.completion_tokens, "cost (USD)": round(total.cost_usd, 6)})
-    await acreate_table_artifact(key=f"{definition.name}-usage", table=rows, description=f"LLM usage and cost of {definition.name}")
+    usage = acreate_table_artifact(key=f"{definition.name}-usage", table=rows, description=f"LLM usage and cost of {definition.name}")
+    await asyncio.gather(summary, usage)

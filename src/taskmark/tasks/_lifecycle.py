@@ -15,7 +15,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from taskmark.definition import AgentStep, AggregateStep, CustomStep, Definition, Phase, evaluate, template_environment
+from taskmark.definition import AgentStep, AggregateStep, CustomStep, Definition, Phase, evaluate, render_template
 from taskmark.errors import ProviderError, TaskmarkError
 from taskmark.tasks._answers import Answer, aggregate, check_quality, check_structure, output_schema, parse_text
 from taskmark.tasks._context import PhaseRecord, StageResult
@@ -93,7 +93,7 @@ class _Lifecycle:
         return {**self.inputs, "inputs": self.inputs, "phases": self.upstream, "steps": steps, **extra}
 
     def render(self, template: str, **extra: Any) -> str:  # noqa: ANN401
-        return template_environment().from_string(template).render(self.names(**extra))
+        return render_template(template, self.names(**extra))
 
     async def ask(self, stage: str, step: AgentStep, prompt: str, *, schema: dict[str, Any] | None) -> Any:  # noqa: ANN401
         """One agent call as a task of its own."""

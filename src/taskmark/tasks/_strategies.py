@@ -13,7 +13,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
-from taskmark.definition import CustomStep, register_step_kind, template_environment
+from taskmark.definition import CustomStep, register_step_kind, render_template
 from taskmark.definition._registry import ENTRY_POINT_GROUP
 
 __all__ = ["run_custom_step", "step_strategy"]
@@ -56,6 +56,6 @@ async def run_custom_step(step: CustomStep, names: dict[str, Any]) -> Any:  # no
     function = _STRATEGIES.get(step.kind) or _from_entry_point(step.kind)
     if function is None:
         raise LookupError(f"no strategy registered for step kind '{step.kind}'")
-    argument = template_environment().from_string(step.argument).render(names)
+    argument = render_template(step.argument, names)
     result = function(argument, names)
     return await result if inspect.isawaitable(result) else result
