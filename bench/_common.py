@@ -284,3 +284,17 @@ def dump_json(name: str, payload: dict[str, Any]) -> None:
 
 def run_child(coro: Awaitable[None]) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def print_profile(run: Callable[[], Awaitable[Any]], *, sort: str = "tottime", limit: int = 30) -> None:
+    """Run once under cProfile and print the costliest functions as a markdown code block."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await run()
+    profiler.disable()
+    print("\n```")
+    pstats.Stats(profiler).sort_stats(sort).print_stats(limit)
+    print("```")

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_definition  # noqa: E402
+from _common import print_profile, write_definition  # noqa: E402
 
 SIZES = (1_000, 10_000)
 
@@ -158,14 +158,7 @@ def main() -> None:
         print(f"| {size:,} | {merges[size] * 1e6:.2f} | {merges[size] / merges[SIZES[0]]:.2f} |")
 
     if args.profile:
-        import cProfile
-        import pstats
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-        asyncio.run(loop_once(1_000))
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        asyncio.run(print_profile(lambda: loop_once(1_000), sort="cumulative", limit=25))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from _common import (  # noqa: E402
     litellm_call,
     overrides,
     parent_main,
+    print_profile,
     print_table,
     timed,
     write_definition,
@@ -98,16 +99,7 @@ async def child(args: Any) -> None:  # noqa: ANN401
             total = time.perf_counter() - t0
         trace.summary(f"taskmark, {args.backend}, {n} calls", t0, total)
     if args.profile:
-        import cProfile
-        import pstats
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-        await taskmark()
-        profiler.disable()
-        print("\n```")
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
-        print("```")
+        await print_profile(taskmark)
 
 
 def main() -> None:
