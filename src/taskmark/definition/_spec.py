@@ -6,6 +6,7 @@ written in definitions; attributes are snake_case. Unknown keys are errors.
 
 from __future__ import annotations
 
+import keyword
 import re
 import zoneinfo
 from typing import Annotated, Any, Literal
@@ -249,8 +250,8 @@ class Metadata(Spec):
     @classmethod
     def _names(cls, value: dict[str, Requirement]) -> dict[str, Requirement]:
         for name in value:
-            if not isinstance(name, str) or not name.isidentifier():
-                raise ValueError(f"requirement name {name!r} must be an identifier (letters, digits, _)")
+            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+                raise ValueError(f"requirement name {name!r} must be an identifier (letters, digits, _) and not a Python keyword")
             if name in RESERVED_NAMES:
                 raise ValueError(f"requirement name '{name}' is reserved; pick another")
         return value
