@@ -87,11 +87,20 @@ def prefect_server(backend: str) -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def parent_main(script: str, parser: argparse.ArgumentParser, extra: Callable[[argparse.Namespace], list[str]]) -> None:
+def bench_main(script: str, parser: argparse.ArgumentParser, child: Callable[[argparse.Namespace], Awaitable[None]]) -> None:
+    """The parent starts servers and the fake LLM and runs ``script --child`` once per backend,
+    passing on its own arguments; the child measures."""
+    args = parser.parse_args()
+    if args.child:
+        asyncio.run(child(args))
+    else:
+        parent_main(script, args)
+
+
+def parent_main(script: str, args: argparse.Namespace) -> None:
     """Start servers and the fake LLM, run ``script --child`` once per backend."""
     from _fake_llm import FakeLLM
 
-    args = parser.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     print(f"# load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     with FakeLLM() as llm:
@@ -103,7 +112,8 @@ def parent_main(script: str, parser: argparse.ArgumentParser, extra: Callable[[a
                 env.update(QUIET_ENV)
                 env["PREFECT_API_URL"] = url
                 env["PREFECT_HOME"] = tempfile.mkdtemp(prefix="tm-bench-client-")
-                command = [sys.executable, script, "--child", "--backend", backend, "--fake-port", str(llm.port), *extra(args)]
+                # The caller's own arguments go on; the later --backend wins over its own.
+                command = [sys.executable, script, *sys.argv[1:], "--child", "--backend", backend, "--fake-port", str(llm.port)]
                 subprocess.run(command, env=env, check=False)
                 shutil.rmtree(env["PREFECT_HOME"], ignore_errors=True)
     print(f"# load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")

@@ -35,7 +35,7 @@ from _common import (  # noqa: E402
     dump_json,
     litellm_call,
     overrides,
-    parent_main,
+    bench_main,
     print_profile,
     print_table,
     timed,
@@ -116,14 +116,7 @@ def main() -> None:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--phases", type=int, default=10)
     parser.add_argument("--profile", action="store_true", help="cProfile one more taskmark run")
-    args = parser.parse_args()
-    if args.child:
-        asyncio.run(child(args))
-    else:
-        extra = ["--phases", str(args.phases), "--repeats", str(args.repeats)]
-        extra += ["--trace"] if args.trace else []
-        extra += ["--profile"] if args.profile else []
-        parent_main(__file__, parser, lambda _a: extra)
+    bench_main(__file__, parser, child)
 
 
 if __name__ == "__main__":

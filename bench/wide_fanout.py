@@ -39,7 +39,7 @@ from _common import (  # noqa: E402
     dump_json,
     litellm_call,
     overrides,
-    parent_main,
+    bench_main,
     print_table,
     timed,
     write_definition,
@@ -155,14 +155,7 @@ def main() -> None:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--latency", type=float, default=0.4, help="seconds per LLM reply")
     parser.add_argument("--trace-timeline", action="store_true", help="with --trace: print every request")
-    args = parser.parse_args()
-    if args.child:
-        asyncio.run(child(args))
-    else:
-        extra = ["--latency", str(args.latency), "--repeats", str(args.repeats)]
-        extra += ["--trace"] if args.trace else []
-        extra += ["--trace-timeline"] if args.trace_timeline else []
-        parent_main(__file__, parser, lambda _a: extra)
+    bench_main(__file__, parser, child)
 
 
 if __name__ == "__main__":

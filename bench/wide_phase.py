@@ -31,7 +31,7 @@ from _common import (  # noqa: E402
     dump_json,
     litellm_call,
     overrides,
-    parent_main,
+    bench_main,
     print_profile,
     print_table,
     timed,
@@ -107,14 +107,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.4, help="seconds per LLM reply")
     parser.add_argument("--profile", action="store_true", help="cProfile one more taskmark run")
-    args = parser.parse_args()
-    if args.child:
-        asyncio.run(child(args))
-    else:
-        extra = ["--calls", str(args.calls), "--latency", str(args.latency), "--repeats", str(args.repeats)]
-        extra += ["--trace"] if args.trace else []
-        extra += ["--profile"] if args.profile else []
-        parent_main(__file__, parser, lambda _a: extra)
+    bench_main(__file__, parser, child)
 
 
 if __name__ == "__main__":
