@@ -11,13 +11,13 @@ from typing import Any, cast
 from prefect import State
 from pydantic import BaseModel, Field
 
-from taskmark.blocks import ProviderOverrides
+from taskmark.blocks import ProviderOverrides, UsageTotals
 from taskmark.definition import Definition, load_definition
 from taskmark.flows._compile import compile
 from taskmark.tasks import Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
-__all__ = ["MOMENTS", "PhaseSummary", "RunResult", "Usage", "arun", "on", "run"]
+__all__ = ["MOMENTS", "PhaseSummary", "RunResult", "arun", "on", "run"]
 
 MOMENTS = ("phase:start", "phase:complete", "phase:failed", "execution:complete")
 """The moments hooks can follow; each is also a Prefect event (`taskmark.phase.completed`, ...)."""
@@ -50,16 +50,6 @@ class PhaseSummary(BaseModel):
     executed_branches: list[str] | None = Field(default=None, description="Branches a route step picked.")
 
 
-class Usage(BaseModel):
-    """LLM usage of a run."""
-
-    calls: int = Field(description="Answered calls.")
-    failed_calls: int = Field(description="Calls that ended in an error.")
-    prompt_tokens: int = Field(description="Tokens sent.")
-    completion_tokens: int = Field(description="Tokens generated.")
-    cost_usd: float = Field(description="Known cost in US dollars.")
-
-
 class RunResult(BaseModel):
     """What `taskmark run --json` prints."""
 
@@ -68,7 +58,7 @@ class RunResult(BaseModel):
     message: str | None = Field(default=None, description="The final state's message.")
     duration_s: float = Field(description="Wall time of the run.")
     phases: dict[str, PhaseSummary] = Field(description="Each phase, in run order.")
-    usage: Usage = Field(description="LLM usage.")
+    usage: UsageTotals = Field(description="LLM usage: calls, tokens, cost.")
     models: list[str] = Field(description="The models that answered.")
 
 
@@ -106,7 +96,6 @@ async def arun(
         state: State[Any] = await cast("Awaitable[State[Any]]", compiled(**params, return_state=True))
     finally:
         CURRENT_RUNTIME.reset(token)
-    total = runtime.ledger.total()
     return RunResult(
         flow_run_id=runtime.flow_run_id,
         state=state.type.value,
@@ -117,7 +106,7 @@ async def arun(
             for p in definition.run_order()
             if (r := runtime.records.get(p.name)) is not None
         },
-        usage=Usage(calls=total.calls, failed_calls=total.failed_calls, prompt_tokens=total.prompt_tokens, completion_tokens=total.completion_tokens, cost_usd=total.cost_usd),
+        usage=runtime.ledger.total(),
         models=sorted(runtime.models),
     )
 
