@@ -172,9 +172,8 @@ class _Lifecycle:
                 answer.failure = str(error)
                 return
             answer.text, answer.model = completion.text, completion.model
-            answer.value, problem = parse_text(completion.text, completion.parsed, self.phase.outputs)
-            if problem:
-                answer.value = completion.text
+            # The parsing stage decides the value; until then later steps see the provider's parse.
+            answer.value = completion.parsed if isinstance(completion.parsed, dict) else completion.text
         if self.phase.parallel:
             await asyncio.gather(*(one(a) for a in self.answers))
         else:
