@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FakeOpenAIServer", "RecordedRequest", "Reply"]
+__all__ = ["FakeOpenAIServer", "RecordedRequest", "Reply", "example_of", "schema_reply"]
 
 
 @dataclass
@@ -239,3 +239,32 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
 
     return Handler
+
+
+def example_of(schema: dict[str, Any]) -> Any:
+    """A value that matches ``schema`` (the subset taskmark writes): what a well-behaved
+    model constrained by the schema would answer. Strings are long unless bounded."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        values = schema.get("additionalProperties")
+        properties = schema.get("properties") or ({"key": values} if isinstance(values, dict) else {})
+        return {name: example_of(sub) for name, sub in properties.items()}
+    if kind == "array":
+        count = max(schema.get("minItems", 0), min(schema.get("maxItems", 2), 2))
+        return [example_of(schema.get("items", {"type": "string"})) for _ in range(count)]
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 0)
+    if kind == "boolean":
+        return True
+    words = "The quick brown fox reports that the market moved on the news. "
+    length = min(schema.get("maxLength", 2000), max(schema.get("minLength", 0), 2000))
+    return (words * (length // len(words) + 1))[:length].strip() or "x"
+
+
+def schema_reply(request: RecordedRequest) -> Reply:
+    """Answer a structured request with an example of its JSON Schema, anything else with text."""
+    fmt = request.body.get("response_format") or {}
+    schema = (fmt.get("json_schema") or {}).get("schema")
+    return Reply(content=json.dumps(example_of(schema)) if schema else "A short answer.")

@@ -308,6 +308,16 @@ class _Loader:
                 self._check_expression(step, step.expression, [*requirements, "inputs", "phases", "steps", "output"], phase, edges, upstream)
             elif isinstance(step, RouteStep):
                 self._check_route(step, base, phase, edges, upstream)
+        numeric = [n for n, r in metadata.requirements.items() if r.type in ("number", "integer")]
+        for output in phase.outputs:
+            for name in output.constraints.input_bounds():
+                if name not in numeric:
+                    self.reporter.error(
+                        output.location,
+                        f"output '{output.name}': bound '{name}' is not a number or a numeric input"
+                        + (f"; numeric inputs: {', '.join(numeric)}" if numeric else "")
+                        + did_you_mean(name, numeric),
+                    )
         every = [s.agent for s in phase.agent_steps()]
         for section, extra in ((phase.critique, ["output", "errors"]), (phase.refine, ["output", "critique", "errors"])):
             for step in section.steps if section else []:

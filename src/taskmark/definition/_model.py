@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +12,7 @@ from taskmark.definition._spec import (
     CritiqueOptions,
     LLMSettings,
     Metadata,
+    OutputConstraints,
     PhaseOptions,
     RefineOptions,
 )
@@ -103,6 +105,12 @@ class OutputField(_Located):
     name: str = Field(description="Field name in the phase's output.")
     type: str = Field(description="string, number, integer, boolean, array or object.")
     description: str | None = Field(default=None, description="What the field holds.")
+    constraints: OutputConstraints = Field(default_factory=OutputConstraints, description="Bounds from its nested bullets.")
+
+    def json_schema(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The JSON Schema of this field's value; ``inputs`` gives the bounds that name an input."""
+        schema = self.constraints.json_schema(self.type, inputs)
+        return {**schema, "description": self.description} if self.description else schema
 
 
 class Section(_Located):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import keyword
 import re
 import zoneinfo
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -38,6 +39,7 @@ __all__ = [
     "InlineAgent",
     "LLMSettings",
     "Metadata",
+    "OutputConstraints",
     "PhaseOptions",
     "RefineOptions",
     "Requirement",
@@ -149,6 +151,98 @@ def matches_type(value: object, type_name: str) -> bool:
     if isinstance(value, bool) and type_name != "boolean":
         return False
     return isinstance(value, _JSON_TYPES[type_name])
+
+
+_APPLIES: dict[str, frozenset[str]] = {
+    "string": frozenset({"enum", "min_length", "max_length"}),
+    "number": frozenset({"enum", "minimum", "maximum"}),
+    "integer": frozenset({"enum", "minimum", "maximum"}),
+    "boolean": frozenset(),
+    "array": frozenset({"min_items", "max_items", "items"}),
+    "object": frozenset({"keys", "values"}),
+}
+_BOUNDS = (("min_length", "max_length"), ("min_items", "max_items"), ("minimum", "maximum"))
+
+
+class OutputConstraints(Spec):
+    """Bounds on an output's value, written as bullets nested under it.
+
+    They become part of the JSON Schema the model is asked to follow (servers such as
+    llama.cpp enforce it with a grammar) and are checked in the validateStructure stage.
+    """
+
+    enum: list[Any] | None = Field(default=None, min_length=1, description="The allowed values.")
+    min_length: int | None = Field(default=None, ge=0, description="Fewest characters in a string.")
+    max_length: int | None = Field(default=None, ge=1, description="Most characters in a string.")
+    min_items: int | None = Field(default=None, ge=0, description="Fewest items in an array.")
+    max_items: int | None = Field(default=None, ge=1, description="Most items in an array.")
+    minimum: int | float | str | None = Field(default=None, description="Smallest number allowed, or the name of a numeric input.")
+    maximum: int | float | str | None = Field(default=None, description="Largest number allowed, or the name of a numeric input.")
+    items: ValueShape | None = Field(default=None, description="The type (and bounds) of each item of an array.")
+    keys: list[str] | None = Field(default=None, min_length=1, description="The keys an object must have, and no others.")
+    values: ValueShape | None = Field(default=None, description="The type (and bounds) of each value of an object.")
+
+    def problems(self, type_name: str) -> list[tuple[str, str]]:
+        """Why these constraints do not fit a value of ``type_name``: (camelCase key, message) pairs."""
+        takes = ", ".join(to_camel(k) for k in sorted(_APPLIES[type_name])) or "no bounds"
+        found = [
+            (to_camel(name), f"'{to_camel(name)}' does not apply to {type_name}; {type_name} takes {takes}")
+            for name in sorted(self.model_fields_set - _APPLIES[type_name] - {"type"})
+        ]
+        for low, high in _BOUNDS:
+            lo, hi = getattr(self, low), getattr(self, high)
+            if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
+                found.append((to_camel(low), f"{to_camel(low)} {lo} is more than {to_camel(high)} {hi}"))
+        found += [("enum", f"enum value {v!r} is not of type {type_name}") for v in self.enum or [] if not matches_type(v, type_name)]
+        return found
+
+    def input_bounds(self) -> list[str]:
+        """The input names used as bounds, here and in nested item or value types."""
+        names = [b for b in (self.minimum, self.maximum) if isinstance(b, str)]
+        return names + [n for nested in (self.items, self.values) if nested is not None for n in nested.input_bounds()]
+
+    def json_schema(self, type_name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The JSON Schema of a value of ``type_name`` with these bounds; ``inputs`` gives input-named bounds."""
+        schema: dict[str, Any] = {"type": type_name}
+        for name in ("enum", "min_length", "max_length", "min_items", "max_items", "minimum", "maximum"):
+            bound = getattr(self, name)
+            if bound is not None:
+                value = inputs[bound] if isinstance(bound, str) else bound
+                # 5.0 from a number input bounds an integer as 5 (llama.cpp's grammar needs an int).
+                schema[to_camel(name)] = int(value) if type_name == "integer" and isinstance(value, float) and value.is_integer() else value
+        if self.items is not None:
+            schema["items"] = self.items.json_schema(self.items.type, inputs)
+        values = self.values.json_schema(self.values.type, inputs) if self.values is not None else None
+        if self.keys is not None:
+            schema["properties"] = {key: values or {} for key in self.keys}
+            schema["required"] = list(self.keys)
+            schema["additionalProperties"] = False
+        elif values is not None:
+            schema["additionalProperties"] = values
+        return schema
+
+
+class ValueShape(OutputConstraints):
+    """The type of an array's items or an object's values, with its own bounds (`items: string`)."""
+
+    type: str = Field(description=f"One of {', '.join(REQUIREMENT_TYPES)}.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        return {"type": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fits(self) -> ValueShape:
+        if self.type not in REQUIREMENT_TYPES:
+            raise ValueError(f"unknown type '{self.type}'; expected one of {', '.join(REQUIREMENT_TYPES)}" + did_you_mean(self.type, REQUIREMENT_TYPES))
+        problems = self.problems(self.type)
+        if problems:
+            raise ValueError(problems[0][1])
+        return self
+
+
+OutputConstraints.model_rebuild()
 
 
 class Requirement(Spec):

@@ -19,7 +19,7 @@ from taskmark.definition._model import (
 )
 from taskmark.definition._registry import BUILTIN_STEP_KINDS, known_step_kinds
 from taskmark.definition._source import Reporter, did_you_mean
-from taskmark.definition._spec import REQUIREMENT_TYPES, LLMSettings
+from taskmark.definition._spec import REQUIREMENT_TYPES, LLMSettings, OutputConstraints
 from taskmark.definition._validation import validate_spec
 from taskmark.definition._yaml import Spans
 
@@ -108,6 +108,12 @@ def _step_llm(item: RawItem, reporter: Reporter) -> LLMSettings | None:
     """Model settings from bullets nested under an agent step (`- temperature: 0.7`)."""
     if not item.children:
         return None
+    values, spans = _nested_settings(item, reporter)
+    return validate_spec(LLMSettings, values, spans, reporter, "step settings")
+
+
+def _nested_settings(item: RawItem, reporter: Reporter) -> tuple[dict[str, object], Spans]:
+    """`key: value` bullets nested under ``item``, with where each was written."""
     import yaml
 
     spans = Spans(root=item.children[0].location)
@@ -124,11 +130,11 @@ def _step_llm(item: RawItem, reporter: Reporter) -> LLMSettings | None:
             values[key] = raw.strip()
         spans.keys[(key,)] = child.location
         spans.values[(key,)] = child.location
-    return validate_spec(LLMSettings, values, spans, reporter, "step settings")
+    return values, spans
 
 
 def parse_output(item: RawItem, reporter: Reporter) -> OutputField | None:
-    """An `### Outputs` bullet: `name: type` or `name: type - description`."""
+    """An `### Outputs` bullet: `name: type` or `name: type - description`, with bounds nested under it."""
     match = _OUTPUT.fullmatch(item.text)
     if not match:
         reporter.error(item.location, f"expected 'NAME: TYPE' or 'NAME: TYPE - description'; found '{item.text[:60]}'")
@@ -141,7 +147,21 @@ def parse_output(item: RawItem, reporter: Reporter) -> OutputField | None:
             + did_you_mean(kind, REQUIREMENT_TYPES),
         )
         return None
-    return OutputField(name=match.group("name"), type=kind, description=match.group("description"), location=item.location)
+    constraints = OutputConstraints()
+    if item.children:
+        values, spans = _nested_settings(item, reporter)
+        checked = validate_spec(OutputConstraints, values, spans, reporter, f"bounds of output '{match.group('name')}'")
+        if checked is None:
+            return None
+        problems = checked.problems(kind)
+        for key, problem in problems:
+            reporter.error(spans.key((key,)), f"output '{match.group('name')}': {problem}")
+        if problems:
+            return None
+        constraints = checked
+    return OutputField(
+        name=match.group("name"), type=kind, description=match.group("description"), constraints=constraints, location=item.location
+    )
 
 
 def parse_agent_name(item: RawItem, reporter: Reporter) -> str | None:

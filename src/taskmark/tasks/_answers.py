@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from taskmark.definition import AgentStep, OutputField, Phase, ValidationStep, evaluate
-from taskmark.definition._spec import matches_type
 
 __all__ = ["Answer", "aggregate", "check_quality", "check_structure", "output_schema", "parse_text"]
 
@@ -42,18 +42,20 @@ class Answer:
         return self.failure is None and self.text is not None and not self.routed_out
 
 
-def output_schema(outputs: list[OutputField]) -> dict[str, Any] | None:
-    """The JSON Schema an agent's reply must match, when the phase declares outputs."""
+def output_schema(outputs: list[OutputField], inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema an agent's reply must match, when the phase declares outputs.
+
+    Only the declared fields, each with its bounds (a bound may name an input, taken from
+    ``inputs``): a grammar-constrained model then cannot wander into fields or strings nobody
+    asked for.
+    """
     if not outputs:
         return None
     return {
         "type": "object",
-        "properties": {
-            o.name: {"type": o.type, **({"description": o.description} if o.description else {})}
-            for o in outputs
-        },
+        "properties": {o.name: o.json_schema(inputs) for o in outputs},
         "required": [o.name for o in outputs],
-        "additionalProperties": True,
+        "additionalProperties": False,
     }
 
 
@@ -77,19 +79,15 @@ def parse_text(text: str, parsed: Any, outputs: list[OutputField]) -> tuple[Any,
     return value, None
 
 
-def check_structure(value: Any, outputs: list[OutputField]) -> list[str]:  # noqa: ANN401
-    """What in ``value`` does not match the declared outputs."""
-    if not outputs:
+def check_structure(value: Any, schema: dict[str, Any] | None) -> list[str]:  # noqa: ANN401
+    """What in ``value`` does not match the phase's output schema (see `output_schema`)."""
+    if schema is None:
         return []
-    if not isinstance(value, dict):
-        return [f"expected an object with {', '.join(o.name for o in outputs)}; found {value!r:.80}"]
-    problems = []
-    for output in outputs:
-        if output.name not in value:
-            problems.append(f"missing output '{output.name}'")
-        elif not matches_type(value[output.name], output.type) and not (output.type == "number" and isinstance(value[output.name], int)):
-            problems.append(f"output '{output.name}' should be {output.type}; found {value[output.name]!r:.80}")
-    return problems
+    # jsonschema comes with Prefect; imported here so that importing taskmark stays light.
+    import jsonschema  # type: ignore[import-untyped]
+
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(value), key=lambda e: [str(p) for p in e.path])
+    return [f"output {'.'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors]
 
 
 def check_quality(value: Any, phase: Phase, names: dict[str, Any]) -> list[str]:  # noqa: ANN401

@@ -47,7 +47,7 @@ class _Lifecycle:
         self.inputs, self.upstream = inputs, upstream
         self.record = PhaseRecord(name=phase.name, state="RUNNING", started_at=time.time())
         self.answers: list[Answer] = []
-        self.schema = output_schema(phase.outputs)
+        self.schema = output_schema(phase.outputs, inputs)
         self.layers = (phase.options.llm, definition.metadata.llm)
         keys: dict[str, int] = {}
         for step in phase.agent_steps():
@@ -203,10 +203,10 @@ class _Lifecycle:
     def check(self, answer: Answer) -> list[str]:
         if answer.value is None:
             return answer.errors or ["the reply could not be parsed"]
-        return check_structure(answer.value, self.phase.outputs) + check_quality(answer.value, self.phase, self.names())
+        return check_structure(answer.value, self.schema) + check_quality(answer.value, self.phase, self.names())
 
     async def validate_structure(self) -> StageResult:
-        found = {a.key: check_structure(a.value, self.phase.outputs) for a in self.answers if a.usable}
+        found = {a.key: check_structure(a.value, self.schema) for a in self.answers if a.usable}
         return StageResult(data=found, flags={"structure_ok": not any(found.values())})
 
     async def validate_quality(self) -> StageResult:

@@ -172,3 +172,44 @@ def test_requirement_names_must_be_usable_as_parameters(tmp_path: Path, name: st
     path.write_text(f'# F\n\n```yaml\nname: f\nrequirements:\n  "{name}": string\n```\n\n## Phase: A\n\n### Steps\n- note\n')
     with pytest.raises(DefinitionError, match="must be an identifier"):
         load_definition(path)
+
+
+def test_output_bounds_become_the_json_schema(tmp_path: Path) -> None:
+    from taskmark.tasks._answers import check_structure, output_schema
+
+    path = tmp_path / "bounds.md"
+    path.write_text(
+        "# B\n\n```yaml\nname: b\nrequirements: {top: number}\n```\n\n## Phase: A\n\n### Steps\n- agent: w - Answer.\n\n"
+        "### Agents\n```yaml\nw: {systemPrompt: You answer.}\n```\n\n### Outputs\n"
+        "- category: string - The kind\n  - enum: [macro, news]\n"
+        "- signals: array\n  - items: {type: string, maxLength: 20}\n  - minItems: 1\n  - maxItems: 2\n"
+        "- confidence: integer\n  - minimum: 0\n  - maximum: top\n"
+        "- weights: object\n  - keys: [a, b]\n  - values: number\n"
+    )
+    schema = output_schema(load_definition(path).phases[0].outputs, {"top": 1.0})
+    assert schema == {
+        "type": "object",
+        "properties": {
+            "category": {"type": "string", "enum": ["macro", "news"], "description": "The kind"},
+            "signals": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "string", "maxLength": 20}},
+            "confidence": {"type": "integer", "minimum": 0, "maximum": 1},
+            "weights": {
+                "type": "object",
+                "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                "required": ["a", "b"],
+                "additionalProperties": False,
+            },
+        },
+        "required": ["category", "signals", "confidence", "weights"],
+        "additionalProperties": False,
+    }
+    good = {"category": "news", "signals": ["rates"], "confidence": 1, "weights": {"a": 1, "b": 0}}
+    assert check_structure(good, schema) == []
+    bad = {"category": "sport", "signals": [], "confidence": 2, "weights": {"a": 1}, "extra": 1}
+    assert check_structure(bad, schema) == [
+        "output (root): Additional properties are not allowed ('extra' was unexpected)",
+        "output category: 'sport' is not one of ['macro', 'news']",
+        "output confidence: 2 is greater than the maximum of 1",
+        "output signals: [] should be non-empty",
+        "output weights: 'b' is a required property",
+    ]
