@@ -243,7 +243,7 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
 
 def example_of(schema: dict[str, Any]) -> Any:
     """A value that matches ``schema`` (the subset taskmark writes): what a well-behaved
-    model constrained by the schema would answer. Strings are long unless bounded."""
+    model constrained by the schema would answer. Strings are 1,200 characters unless bounded."""
     if "enum" in schema:
         return schema["enum"][0]
     kind = schema.get("type")
@@ -259,7 +259,7 @@ def example_of(schema: dict[str, Any]) -> Any:
     if kind == "boolean":
         return True
     words = "The quick brown fox reports that the market moved on the news. "
-    length = min(schema.get("maxLength", 2000), max(schema.get("minLength", 0), 2000))
+    length = min(schema.get("maxLength", 1200), max(schema.get("minLength", 0), 1200))
     return (words * (length // len(words) + 1))[:length].strip() or "x"
 
 

@@ -123,9 +123,10 @@ class _LocalServer:
         params.api_keys = [token]
         params.verbosity = 0
         # Two slots share the context, so a parallel phase's calls overlap instead of
-        # queueing; 2048 tokens per slot is the model's own training context.
+        # queueing; 8192 tokens per slot is the model's training context (its GGUF's
+        # llama.context_length): long transcripts fit. The KV cache is ~0.4 GB.
         params.n_parallel = 2
-        params.n_ctx = 4096
+        params.n_ctx = 2 * 8192
         threads = max(1, min(4, os.cpu_count() or 1))
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads

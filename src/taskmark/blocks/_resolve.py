@@ -32,6 +32,9 @@ __all__ = ["DEFAULT_BLOCK", "ProviderOverrides", "aresolve_provider", "resolve_p
 DEFAULT_BLOCK = "default"
 API_KEY_ENV = "TASKMARK_LLM_API_KEY"
 
+LOCAL_TIMEOUT_S = 600.0
+"""Seconds one call to the local model may take."""
+
 
 @dataclass(frozen=True)
 class ProviderOverrides:
@@ -114,7 +117,8 @@ async def aresolve_provider(
     if model and not is_local_model(model) and _has_provider_key(model):
         return LLMProvider(model=model)
 
-    return LLMProvider()
+    # The local model writes ~10-40 tokens a second on a laptop's CPU: a long answer is not a hung server.
+    return LLMProvider(timeout_s=LOCAL_TIMEOUT_S)
 
 
 def resolve_provider(
