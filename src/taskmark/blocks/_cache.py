@@ -1,12 +1,13 @@
 """The response cache: Prefect's own task cache, keyed on what decides an LLM's answer.
 
-An inference task that takes ``provider``, ``messages``, ``schema`` and ``overrides``
-parameters gets ``cache_policy=LLM_REQUEST_CACHE`` and a ``cache_expiration``
-(``llm_cache_options(ttl)`` returns both). An identical request within the TTL is then
-answered from Prefect's result storage without a call, in any process that shares it.
+An inference task that takes ``provider``, ``messages``, ``schema``, ``overrides`` (and
+optionally ``scope``) parameters gets ``cache_policy=LLM_REQUEST_CACHE`` with its result
+persisted (``llm_cache_options(ttl)``). An identical request in the same scope is then
+answered from Prefect's result storage without a call, in any process that shares it —
+which is what lets a retried run skip the calls it already paid for.
 
-The key covers the model, endpoint, sampling parameters, messages and schema; it never
-covers the API key (a secret must not shape a file name), and not the local server's
+The key covers the model, endpoint, sampling parameters, messages, schema and scope; it
+never covers the API key (a secret must not shape a file name), and not the local server's
 per-process address, so cached local answers survive a restart.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
 from ._provider import LLMProvider
@@ -36,6 +37,7 @@ def request_cache_key(
     messages: Sequence[Message],
     schema: Schema | None = None,
     overrides: Mapping[str, Any] | None = None,
+    scope: str | None = None,
 ) -> str:
     """A stable hash of everything that decides the answer to a request.
 
@@ -44,6 +46,8 @@ def request_cache_key(
         messages: The conversation.
         schema: The requested schema, if any.
         overrides: Per-call overrides, as passed to ``acomplete``.
+        scope: Where the answer may be reused (a run and a call's place in it); None for
+            anywhere.
 
     Returns:
         A hex digest; equal for equal requests in any process.
@@ -66,6 +70,7 @@ def request_cache_key(
         "endpoint": endpoint,
         "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
         "schema": schema_json(schema) if schema is not None else None,
+        "scope": scope,
     }
     blob = json.dumps(material, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -83,6 +88,7 @@ class LLMRequestCache(CachePolicy):
     messages_param: str = "messages"
     schema_param: str = "schema"
     overrides_param: str = "overrides"
+    scope_param: str = "scope"
 
     def compute_key(
         self,
@@ -101,6 +107,7 @@ class LLMRequestCache(CachePolicy):
             messages,
             inputs.get(self.schema_param),
             inputs.get(self.overrides_param),
+            inputs.get(self.scope_param),
         )
         return f"taskmark-llm-{key}"
 
@@ -110,23 +117,22 @@ LLM_REQUEST_CACHE = LLMRequestCache()
 
 
 def llm_cache_options(
-    ttl: timedelta | float | None, *, policy: CachePolicy = LLM_REQUEST_CACHE
+    ttl: timedelta | float | None, *, refresh: bool = False, policy: CachePolicy = LLM_REQUEST_CACHE
 ) -> dict[str, Any]:
     """Task options for the response cache, for ``task.with_options(**options)``.
 
     Args:
-        ttl: How long an answer stays valid (a timedelta or seconds); None turns the cache
-            off (``--no-cache``, or no ``cache:`` in the definition).
+        ttl: How long an answer stays valid (a timedelta or seconds); None for as long as
+            result storage keeps it.
+        refresh: Call anyway and store the new answer (``--no-cache``).
         policy: The key policy, if the task's parameters are named differently.
 
     Returns:
-        ``cache_policy``, ``cache_expiration`` and ``persist_result`` (a cached answer
-        must be stored to be found again), or just ``cache_policy=NO_CACHE``.
+        ``cache_policy``, ``cache_expiration``, ``refresh_cache`` and ``persist_result``
+        (a cached answer must be stored to be found again).
 
     Example:
         >>> infer = inference_task.with_options(**llm_cache_options(timedelta(hours=1)))
     """
-    if ttl is None:
-        return {"cache_policy": NO_CACHE}
-    expiration = ttl if isinstance(ttl, timedelta) else timedelta(seconds=float(ttl))
-    return {"cache_policy": policy, "cache_expiration": expiration, "persist_result": True}
+    expiration = None if ttl is None else ttl if isinstance(ttl, timedelta) else timedelta(seconds=float(ttl))
+    return {"cache_policy": policy, "cache_expiration": expiration, "refresh_cache": refresh, "persist_result": True}

@@ -25,11 +25,12 @@ from taskmark.definition._model import (
     ValidationStep,
 )
 from taskmark.definition._registry import known_step_kinds, register_step_kind
-from taskmark.definition._source import Location
+from taskmark.definition._source import Location, did_you_mean
 from taskmark.definition._spec import (
     REQUIREMENT_TYPES,
     STAGES,
     AgentSettings,
+    Approval,
     CachePolicy,
     CritiqueOptions,
     InlineAgent,
@@ -40,6 +41,7 @@ from taskmark.definition._spec import (
     Requirement,
     RetryPolicy,
     Schedule,
+    matches_type,
 )
 from taskmark.definition._templates import render_template
 
@@ -52,6 +54,7 @@ __all__ = [
     "AgentSettings",
     "AgentStep",
     "AggregateStep",
+    "Approval",
     "CachePolicy",
     "CritiqueOptions",
     "CustomStep",
@@ -66,17 +69,19 @@ __all__ = [
     "PhaseOptions",
     "RefineOptions",
     "Report",
-    "RouteStep",
     "Requirement",
     "RetryPolicy",
+    "RouteStep",
     "Schedule",
     "Section",
     "Step",
     "ValidationStep",
     "check_expression",
+    "did_you_mean",
     "evaluate",
     "known_step_kinds",
     "load_definition",
+    "matches_type",
     "register_step_kind",
     "render_graph",
     "render_template",

@@ -299,6 +299,12 @@ class _Loader:
         base = [*requirements, "inputs", "phases", "steps"]
         # Ancestors are computed only when a template reads a phase that is not a direct dependency.
         upstream = functools.cache(lambda: ancestors(edges, phase.name))
+        approval = phase.options.approval
+        if approval is not None:
+            if approval.prompt:
+                where = approval.location or phase.location
+                self._check_template(AgentStep(agent="approval", prompt=approval.prompt, location=where), base, phase, edges, [], upstream)
+            base = [*base, "approval"]
         earlier: list[str] = []
         for step in phase.steps:
             if isinstance(step, AgentStep):

@@ -33,6 +33,7 @@ __all__ = [
     "REQUIREMENT_TYPES",
     "STAGES",
     "AgentSettings",
+    "Approval",
     "CachePolicy",
     "CritiqueOptions",
     "Duration",
@@ -66,7 +67,7 @@ STAGES = (
 
 REQUIREMENT_TYPES = ("string", "number", "integer", "boolean", "array", "object")
 
-RESERVED_NAMES = frozenset({"inputs", "phases", "steps", "output", "errors", "critique"})
+RESERVED_NAMES = frozenset({"inputs", "phases", "steps", "output", "errors", "critique", "approval"})
 """Names templates and expressions already use; a requirement may not take them."""
 
 
@@ -286,6 +287,13 @@ class Requirement(Spec):
         """Whether a run must give this input (it has no default)."""
         return "default" not in self.model_fields_set
 
+    @property
+    def annotation(self) -> Any:  # noqa: ANN401 - a typing form
+        """The Python type of the value: a `Literal` of the enum, else the JSON type's class."""
+        if self.enum:
+            return Literal[tuple(self.enum)]
+        return {"string": str, "number": float, "integer": int, "boolean": bool, "array": list, "object": dict}[self.type]
+
 
 _CRON_FIELD = re.compile(r"(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?)*")
 
@@ -357,6 +365,27 @@ def _one_or_list(value: object) -> object:
     return [value] if not isinstance(value, list) else value
 
 
+class Approval(Spec):
+    """A person approves a phase before it starts (`approval: true`, or these keys)."""
+
+    prompt: str | None = Field(default=None, description="What the approver is asked; a template over the inputs and phases.")
+    fields: dict[str, Requirement] = Field(default_factory=dict, description="More typed inputs the approver fills in; the phase's templates see them as approval.NAME.")
+    timeout: Duration = Field(default=24 * 3600, description="How long the run waits for an answer before the phase fails.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        return {} if value is True else value
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, value: dict[str, Requirement]) -> dict[str, Requirement]:
+        for name in value:
+            if name in ("decision", "note") or not str(name).isidentifier():
+                raise ValueError(f"approval field '{name}': expected an identifier other than decision and note")
+        return value
+
+
 class PhaseOptions(Spec):
     """The `key: value` lines (or ```yaml block) right under a `## Phase:` heading."""
 
@@ -366,6 +395,9 @@ class PhaseOptions(Spec):
     llm: LLMSettings = Field(default_factory=LLMSettings, description="Model settings for this phase's agent calls.")
     handlers: dict[str, str] = Field(default_factory=dict, description="Python handlers by stage, as 'package.module:function'.")
     cache: CachePolicy | None = Field(default=None, description="Reuse identical LLM answers for a while.")
+    approval: Annotated[Approval | None, BeforeValidator(lambda v: None if v is False else v)] = Field(
+        default=None, description="Pause before the phase until a person approves it (`true`, or prompt/fields/timeout)."
+    )
 
     @field_validator("handlers")
     @classmethod

@@ -58,8 +58,8 @@ def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the produ
         runtime.flow_run_id = flow_run.get_id()
         token = CURRENT_RUNTIME.set(runtime)
         try:
-            await run_phases(definition, inputs, runtime, timeout_s=max_time)
-            await write_artifacts(runtime)
+            # The artifacts are written while the phases' last states are.
+            await run_phases(definition, inputs, runtime, timeout_s=max_time, then=lambda: write_artifacts(runtime))
         finally:
             CURRENT_RUNTIME.reset(token)
         outcome = _outcome(runtime)

@@ -4,19 +4,10 @@ flow's parameter schema (the UI's run form) and validates runs against."""
 from __future__ import annotations
 
 import inspect
-from typing import Any, Literal
 
-from taskmark.definition import Definition, Requirement
+from taskmark.definition import Definition
 
 __all__ = ["signature_of"]
-
-_TYPES: dict[str, type] = {"string": str, "number": float, "integer": int, "boolean": bool, "array": list, "object": dict}
-
-
-def _annotation(requirement: Requirement) -> Any:  # noqa: ANN401 - a typing form
-    if requirement.enum:
-        return Literal[tuple(requirement.enum)]
-    return _TYPES[requirement.type]
 
 
 def signature_of(definition: Definition) -> tuple[inspect.Signature, str]:
@@ -28,7 +19,7 @@ def signature_of(definition: Definition) -> tuple[inspect.Signature, str]:
         inspect.Parameter(
             name,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            annotation=_annotation(requirement),
+            annotation=requirement.annotation,
             default=inspect.Parameter.empty if requirement.required else requirement.default,
         )
         for name, requirement in sorted(definition.metadata.requirements.items(), key=lambda item: not item[1].required)

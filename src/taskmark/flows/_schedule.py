@@ -1,53 +1,263 @@
-"""Phases as concurrent async subflows: each starts as soon as its dependencies completed.
+"""Phases as concurrent subflow runs: each starts as soon as its dependencies completed.
 
-Prefect runs subflows one after another unless they are made concurrent; here each phase is
-an asyncio task that waits for its dependencies, then for a slot (maxConcurrentPhases), then
-awaits its async subflow.
+Each phase is an asyncio task that waits for its dependencies, then for a slot
+(maxConcurrentPhases), then runs its lifecycle inside its own Prefect subflow run
+`Phase: NAME`.
+
+Prefect's subflow engine makes ~7 API requests one after another before a subflow's first
+task runs (parent task run, lookup, flow, flow run, rename, Running, read back) and one more
+after its last, all on the critical path: 150–300 ms per phase on the local server. Here the
+same objects are written through the same client API, off the critical path:
+
+- at run start every phase's tracking task run (in the parent flow run, its upstream phases'
+  tracking task runs as inputs, so Prefect's graph shows the phase DAG) and its subflow run
+  (named `Phase: NAME`, parameters ``phase`` and ``inputs``) are created: the first phases'
+  at once and already Running, the others Pending while the first phases run;
+- when a later phase starts, its Running state is written in the background; its stages run
+  at once in a flow-run context of its subflow run, so their task runs belong to it, as under
+  Prefect's engine;
+- when its lifecycle returns, dependents start at once; its final state (Completed, Failed,
+  TimedOut) is written in the background, after its Running state;
+- the parent flow run completes only after every such write: no subflow outlives its parent.
+
+Prefect's server orchestrates each state as it would from its own engine (the tracking task
+run follows its subflow's state); a phase that never ran ends Cancelled (`NotRun`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable
-from typing import Any, cast
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from prefect import Flow, flow
+from prefect import Flow, State, Task
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import FlowRunCreate
+from prefect.client.schemas.objects import FlowRun, FlowRunPolicy, TaskRunResult
+from prefect.context import FlowRunContext, TagsContext
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.logging.loggers import flow_run_logger, get_run_logger
+from prefect.states import Cancelled, Completed, Failed, Pending, Running, to_state_create
 
 from taskmark.definition import Definition, Phase
 from taskmark.definition._graph import ancestors
 from taskmark.tasks import PhaseFailed, PhaseRecord, Runtime, run_lifecycle
-from taskmark.tasks._runtime import CURRENT_RUNTIME
 
 __all__ = ["run_phases"]
 
+_log = logging.getLogger("taskmark.flows")
 
-@flow(persist_result=False)
+
 async def _phase(phase: str, inputs: dict[str, Any], upstream: dict[str, Any]) -> Any:  # noqa: ANN401
-    runtime = CURRENT_RUNTIME.get()
-    record = await run_lifecycle(runtime.definition, runtime.definition.phase(phase), inputs, upstream, runtime)
-    return record.outputs
+    """What a phase subflow stands for (its name and parameters); taskmark runs its lifecycle."""
 
 
-def _subflow(phase: Phase) -> Flow[..., Any]:
-    return _phase.with_options(name=f"Phase: {phase.name}", flow_run_name=f"Phase: {phase.name}")
+_FLOW_IDS: dict[tuple[str, str], uuid.UUID] = {}
+"""Each phase flow's id, by API and name: the flow is created (upserted) once per process."""
+
+_FLOWS: dict[str, tuple[Flow[..., Any], Task[..., Any]]] = {}
 
 
-async def run_phases(definition: Definition, inputs: dict[str, Any], runtime: Runtime, *, timeout_s: float | None) -> None:
+def _phase_flow(name: str) -> tuple[Flow[..., Any], Task[..., Any]]:
+    """The subflow `Phase: NAME` and its tracking task, built once per process."""
+    if name not in _FLOWS:
+        subflow: Flow[..., Any] = Flow(_phase, name=f"Phase: {name}", persist_result=False, validate_parameters=False)
+        # As Prefect's engine does: the task run in the parent that stands for the subflow.
+        tracking: Task[..., Any] = Task(name=subflow.name, fn=subflow.fn, version=subflow.version)
+        _FLOWS[name] = (subflow, tracking)
+    return _FLOWS[name]
+
+
+class _PhaseRun:
+    """One phase's subflow run; its API writes run in order, in the background."""
+
+    def __init__(self, runs: _PhaseRuns, phase: Phase, *, first: bool) -> None:
+        self.runs, self.phase = runs, phase
+        # A phase that starts with the run is created Running: its start time is then the
+        # server's time at creation, not that of a write behind it.
+        self.first = first
+        self.flow, self.tracking = _phase_flow(phase.name)
+        self.tracking_id = runs.tracking_ids[phase.name]
+        self.created = asyncio.ensure_future(self._create())
+        self._last: asyncio.Future[None] = self.created  # type: ignore[assignment]
+        self.finished = False
+
+    async def _create(self) -> FlowRun:
+        client, parent = self.runs.client, self.runs.parent
+        if self.phase.depends_on:
+            # The phases that start first are created first (SQLite takes one writer at a time).
+            await asyncio.wait(self.runs.roots)
+        # Edges of the phase graph, as Prefect shows a task run's upstream runs.
+        inputs = {"wait_for": [TaskRunResult(id=self.runs.tracking_ids[d]) for d in self.phase.depends_on]}
+        await client.create_task_run(
+            task=self.tracking,
+            flow_run_id=parent.flow_run.id if parent.flow_run else None,
+            dynamic_key=self.tracking_id.hex,  # unique: a retried parent run gets new ones
+            id=self.tracking_id,
+            name=self.flow.name,
+            state=Pending(),
+            task_inputs=inputs,  # type: ignore[arg-type]
+        )
+        # As PrefectClient.create_flow_run, with the flow's id looked up once per process
+        # (looked up again if the server no longer knows it).
+        known = (str(client.api_url), self.flow.name)
+        try:
+            return await self._create_flow_run(_FLOW_IDS.get(known) or await self._flow_id(known))
+        except PrefectHTTPStatusError:
+            if _FLOW_IDS.pop(known, None) is None:
+                raise
+            return await self._create_flow_run(await self._flow_id(known))
+
+    async def _flow_id(self, known: tuple[str, str]) -> uuid.UUID:
+        _FLOW_IDS[known] = await self.runs.client.create_flow(self.flow)
+        return _FLOW_IDS[known]
+
+    async def _create_flow_run(self, flow_id: uuid.UUID) -> FlowRun:
+        create = FlowRunCreate(
+            flow_id=flow_id,
+            flow_version=self.flow.version,
+            name=self.flow.name,
+            parameters=self.flow.serialize_parameters({"phase": self.phase.name, "inputs": self.runs.inputs}),
+            parent_task_run_id=self.tracking_id,
+            state=to_state_create(Running() if self.first else Pending()),
+            tags=list(TagsContext.get().current_tags),
+            empirical_policy=FlowRunPolicy(retries=self.flow.retries, retry_delay=int(self.flow.retry_delay_seconds or 0)),
+        )
+        response = await self.runs.client.request("POST", "/flow_runs/", json=create.model_dump(mode="json", exclude_unset=True))
+        return FlowRun.model_validate(response.json())
+
+    def _then(self, write: Callable[[FlowRun], Coroutine[Any, Any, Any]]) -> None:
+        previous = self._last
+
+        async def after() -> None:
+            await asyncio.wait([previous])
+            if self.created.cancelled() or self.created.exception() is not None:
+                return
+            try:
+                await write(self.created.result())
+            except Exception:  # noqa: BLE001 - a record that could not be written must not fail the run
+                _log.warning("could not record the state of subflow %r", self.flow.name, exc_info=True)
+
+        self._last = asyncio.ensure_future(after())
+        self.runs.pending.add(self._last)
+
+    async def start(self, upstream: dict[str, Any]) -> FlowRunContext:
+        """Wait for the subflow run to exist; write its Running state behind (unless created so).
+
+        Returns:
+            The flow-run context the phase's stages run in.
+        """
+        flow_run = await asyncio.shield(self.created)
+        if not self.first:
+            running: State[Any] = Running()
+            self._then(lambda run: self.runs.set_state(run, running))
+        parent = self.runs.parent
+        get_run_logger(parent).info(f"Beginning subflow run {flow_run.name!r} for flow {self.flow.name!r}")
+        return FlowRunContext(
+            flow=self.flow,
+            flow_run=flow_run,
+            parameters={"phase": self.phase.name, "inputs": self.runs.inputs, "upstream": upstream},
+            client=parent.client,
+            task_runner=parent.task_runner,
+            result_store=parent.result_store,
+            persist_result=False,
+            log_prints=parent.log_prints,
+        )
+
+    async def settled(self) -> None:
+        """Wait until every state written so far has been answered."""
+        await asyncio.wait([self._last])
+
+    def finish(self, state: State[Any]) -> None:
+        """Write the final state behind the ones before it."""
+        if self.finished:
+            return
+        self.finished = True
+        self._then(lambda run: self._final(run, state))
+
+    async def _final(self, run: FlowRun, state: State[Any]) -> None:
+        await self.runs.set_state(run, state)
+        if state.name != "NotRun":
+            level = logging.INFO if state.is_completed() else logging.ERROR
+            flow_run_logger(flow_run=run, flow=self.flow).log(level, f"Finished in state {state}")
+
+
+class _PhaseRuns:
+    """Every phase's subflow run of one run of the parent flow."""
+
+    def __init__(self, definition: Definition, inputs: dict[str, Any]) -> None:
+        parent = FlowRunContext.get()
+        if parent is None or not isinstance(parent.client, PrefectClient):
+            raise RuntimeError("phases run inside their definition's flow")
+        self.parent, self.client, self.inputs = parent, parent.client, inputs
+        self.pending: set[asyncio.Future[None]] = set()
+        self.tracking_ids = {p.name: uuid.uuid4() for p in definition.phases}
+        self.roots: list[asyncio.Future[FlowRun]] = []
+        self.runs: dict[str, _PhaseRun] = {}
+        slots = definition.metadata.max_concurrent_phases
+        for phase in definition.run_order():
+            self.runs[phase.name] = _PhaseRun(self, phase, first=not phase.depends_on and len(self.roots) < slots)
+            if not phase.depends_on:
+                self.roots.append(self.runs[phase.name].created)
+        self.pending.update(r.created for r in self.runs.values())  # type: ignore[misc]
+
+    async def set_state(self, run: FlowRun, state: State[Any]) -> None:
+        result = await self.client.set_flow_run_state(run.id, state)
+        if result.status.value != "ACCEPT":
+            _log.debug("subflow %r: state %s was answered %s (%s)", run.name, state.name, result.status.value, result.details)
+
+    async def drain(self) -> None:
+        """Wait for every write; phases that never started end Cancelled (NotRun)."""
+        for run in self.runs.values():
+            run.finish(Cancelled(name="NotRun", message="the phase did not run"))
+        while self.pending - {f for f in self.pending if f.done()}:
+            await asyncio.wait(self.pending)
+        for future in self.pending:
+            if not future.cancelled() and future.exception() is not None:
+                _log.warning("could not create a subflow run", exc_info=future.exception())
+
+
+async def run_phases(
+    definition: Definition,
+    inputs: dict[str, Any],
+    runtime: Runtime,
+    *,
+    timeout_s: float | None,
+    then: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """Run every phase, each as soon as it may; records end up in ``runtime.records``.
 
     A phase whose dependency did not complete is NOT_RUN; independent phases go on. When the
     run exceeds ``timeout_s``, running phases become TIMED_OUT and finished ones keep their
-    outputs.
+    outputs. ``then`` runs after the phases, while their last states are being written.
     """
     edges = {p.name: p.depends_on for p in definition.phases}
     slots = asyncio.Semaphore(definition.metadata.max_concurrent_phases)
     started: dict[str, asyncio.Task[None]] = {}
+    runs = _PhaseRuns(definition, inputs)
+
+    async def lifecycle(phase: Phase, upstream: dict[str, Any]) -> None:
+        run = runs.runs[phase.name]
+        context = await run.start(upstream)
+        if phase.options.approval is not None or runtime.pause_requested:
+            # The phase will pause its subflow run, which Prefect allows only once it is Running.
+            await run.settled()
+        with context:
+            await run_lifecycle(definition, phase, inputs, upstream, runtime)
 
     async def one(phase: Phase) -> None:
-        await asyncio.gather(*(started[d] for d in phase.depends_on))
+        run = runs.runs[phase.name]
+        try:
+            await asyncio.gather(*(started[d] for d in phase.depends_on))
+        except asyncio.CancelledError:
+            run.finish(Cancelled(name="NotRun", message="the run timed out first"))
+            raise
         if any(runtime.records[d].state != "COMPLETED" for d in phase.depends_on):
             runtime.records[phase.name] = PhaseRecord(name=phase.name, state="NOT_RUN", error="a phase it depends on did not complete")
+            run.finish(Cancelled(name="NotRun", message="a phase it depends on did not complete"))
             return
         async with slots:
             upstream = {n: runtime.records[n].outputs for n in sorted(ancestors(edges, phase.name))}
@@ -55,13 +265,19 @@ async def run_phases(definition: Definition, inputs: dict[str, Any], runtime: Ru
             runtime.records[phase.name] = PhaseRecord(name=phase.name, state="RUNNING", started_at=time.time())
             runtime.emit("phase:start", phase=phase.name)
             try:
-                await cast("Awaitable[Any]", _subflow(phase)(phase.name, inputs, upstream))
+                await lifecycle(phase, upstream)
+                run.finish(Completed())
+            except asyncio.CancelledError:
+                run.finish(Failed(name="TimedOut", message=f"the run exceeded maxExecutionTime ({timeout_s:g}s)" if timeout_s else "cancelled"))
+                raise
             except PhaseFailed as failure:
                 record = runtime.records[phase.name]
                 record.state, record.error = "FAILED", str(failure)
+                run.finish(Failed(message=str(failure)))
             except Exception as exc:  # noqa: BLE001 - a phase's crash must not stop its siblings
                 record = runtime.records[phase.name]
                 record.state, record.error = "FAILED", f"{type(exc).__name__}: {exc}"
+                run.finish(Failed(message=record.error))
             finally:
                 runtime.records[phase.name].duration_s = time.perf_counter() - begin
             record = runtime.records[phase.name]
@@ -86,3 +302,7 @@ async def run_phases(definition: Definition, inputs: dict[str, Any], runtime: Ru
                 record.state, record.error = "TIMED_OUT", f"phase '{name}' timed out: the run exceeded maxExecutionTime ({timeout_s:g}s)"
         for phase in definition.phases:
             runtime.records.setdefault(phase.name, PhaseRecord(name=phase.name, state="NOT_RUN", error="the run timed out first"))
+    except BaseException:
+        await runs.drain()
+        raise
+    await asyncio.gather(runs.drain(), *([then()] if then is not None else []))

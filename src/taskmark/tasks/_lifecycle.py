@@ -12,12 +12,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from taskmark.definition import AgentStep, AggregateStep, CustomStep, Definition, Phase, evaluate, render_template
+from taskmark.definition import AgentStep, AggregateStep, Approval, CustomStep, Definition, Phase, evaluate, render_template
 from taskmark.errors import ProviderError, TaskmarkError
 from taskmark.tasks._answers import Answer, aggregate, check_quality, check_structure, output_schema, parse_text
+from taskmark.tasks._approval import hold, wait_for_approval
 from taskmark.tasks._context import PhaseRecord, StageResult
 from taskmark.tasks._handlers import call_handler
 from taskmark.tasks._runtime import Runtime
@@ -34,11 +32,6 @@ class PhaseFailed(TaskmarkError):
         super().__init__(f"phase '{phase}' failed in {stage}: {reason}")
 
 
-@task(cache_policy=NO_CACHE, persist_result=False)
-async def _stage(work: Callable[[], Awaitable[StageResult]]) -> StageResult:
-    return await work()
-
-
 class _Lifecycle:
     """One run of one phase."""
 
@@ -47,6 +40,8 @@ class _Lifecycle:
         self.inputs, self.upstream = inputs, upstream
         self.record = PhaseRecord(name=phase.name, state="RUNNING", started_at=time.time())
         self.answers: list[Answer] = []
+        self.approval: dict[str, Any] | None = None
+        """The approver's answer, when the phase asks for one."""
         self.schema = output_schema(phase.outputs, inputs)
         self.layers = (phase.options.llm, definition.metadata.llm)
         keys: dict[str, int] = {}
@@ -73,7 +68,8 @@ class _Lifecycle:
             return result
 
         try:
-            result: StageResult = await self.runtime.stage_task(_stage, self.phase.name, name)(both)
+            user_code = handler is not None or (name == "inference" and bool(self.custom_steps))
+            result: StageResult = await self.runtime.run_stage(self.phase.name, name, both, runs_user_code=user_code)
         except PhaseFailed as failure:
             self.record.record(name, "failed", duration_s=time.perf_counter() - started, error=failure.reason)
             raise
@@ -90,7 +86,7 @@ class _Lifecycle:
     def names(self, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
         """What templates and expressions see."""
         steps = {a.key: a.value for a in self.answers if a.usable}
-        return {**self.inputs, "inputs": self.inputs, "phases": self.upstream, "steps": steps, **extra}
+        return {**self.inputs, "inputs": self.inputs, "phases": self.upstream, "steps": steps, "approval": self.approval, **extra}
 
     def render(self, template: str, **extra: Any) -> str:  # noqa: ANN401
         return render_template(template, self.names(**extra))
@@ -103,6 +99,10 @@ class _Lifecycle:
     # -- the lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> PhaseRecord:
+        if self.runtime.pause_requested:
+            await hold()
+        if self.phase.options.approval is not None:
+            await self.approve(self.phase.options.approval)
         await self.stage("ingestion", self.ingest)
         await self.stage("preProcessing", None)
         await self.stage("promptTemplating", self.template if self.answers else None)
@@ -118,6 +118,21 @@ class _Lifecycle:
         await self.stage("integration", self.integrate)
         self.record.state = "COMPLETED"
         return self.record
+
+    async def approve(self, approval: Approval) -> None:
+        """Wait for a person's decision; a rejection fails the phase with their note."""
+        prompt = self.render(approval.prompt) if approval.prompt else f"Start phase '{self.phase.name}' of {self.definition.name}?"
+        started = time.perf_counter()
+        try:
+            answer = await wait_for_approval(approval, prompt)
+        except Exception as exc:  # a pause that timed out or could not be made
+            self.record.record("approval", "failed", duration_s=time.perf_counter() - started, error=str(exc))
+            raise PhaseFailed(self.phase.name, "approval", str(exc) or type(exc).__name__) from exc
+        rejected = answer["decision"] != "approve"
+        self.record.record("approval", "failed" if rejected else "completed", StageResult(data=answer), duration_s=time.perf_counter() - started)
+        if rejected:
+            raise PhaseFailed(self.phase.name, "approval", f"rejected: {answer['note'] or 'no reason given'}")
+        self.approval = answer
 
     @property
     def custom_steps(self) -> list[CustomStep]:

@@ -57,8 +57,8 @@ async def test_identical_request_is_answered_from_cache_across_runs(fake_llm: Fa
     assert fake_llm.count == 2, "the server saw a second identical request"
 
 
-async def test_no_cache_calls_every_time(fake_llm: FakeOpenAIServer) -> None:
-    uncached = inference.with_options(**llm_cache_options(None))
+async def test_refresh_calls_every_time(fake_llm: FakeOpenAIServer) -> None:
+    uncached = inference.with_options(**llm_cache_options(None, refresh=True))
     messages = _messages()
 
     @flow
