@@ -5,8 +5,9 @@
     TaskmarkError
      ├── DefinitionError (also ValueError)   a definition file is not valid; carries diagnostics
      ├── ProviderError                       an LLM call failed; carries model and status_code
-     └── LocalServerError                    the local Prefect server did not start or stop
-                                             (defined in taskmark.flows._local_server)
+     ├── LocalServerError                    the local Prefect server did not start or stop
+     │                                       (defined in taskmark.flows._local_server)
+     └── RetryError                          a run cannot be retried (taskmark.flows._run)
 
 Every error a user can cause is one of these, so the CLI can print it without a traceback.
 """

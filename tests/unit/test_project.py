@@ -14,6 +14,9 @@ import taskmark.cli
 import taskmark.flows
 import taskmark.tasks
 import taskmark.definition
+import taskmark.deploy
+import taskmark.history
+import taskmark.watch
 from taskmark.definition import load_definition, render_graph
 
 ROOT = Path(__file__).parents[2]
@@ -83,7 +86,7 @@ def test_every_doc_example_is_a_valid_definition(name: str, text: str, tmp_path:
     load_definition(path)
 
 
-@pytest.mark.parametrize("module", [taskmark, taskmark.definition, taskmark.cli, taskmark.flows, taskmark.tasks])
+@pytest.mark.parametrize("module", [taskmark, taskmark.definition, taskmark.cli, taskmark.flows, taskmark.tasks, taskmark.deploy, taskmark.history, taskmark.watch])
 def test_exported_members(module: object) -> None:
     exported = getattr(module, "__all__")
     assert sorted(exported) == sorted(set(exported))

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 
 from taskmark.definition import Definition, Report, validate_file
 from taskmark.errors import Diagnostic
 
-__all__ = ["diagnostics_json", "expand_paths", "load_or_exit", "print_diagnostics"]
+T = TypeVar("T")
+
+__all__ = ["call_api", "connect_prefect", "diagnostics_json", "expand_paths", "load_or_exit", "parse_inputs", "print_diagnostics"]
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -52,3 +56,90 @@ def load_or_exit(path: str, *, code: int = 1) -> Definition:
     if report.definition is None:
         raise typer.Exit(code=code)
     return report.definition
+
+
+def connect_prefect(*, ephemeral: bool = False, quiet: bool = False) -> str:
+    """Point Prefect at PREFECT_API_URL, else taskmark's local server (started if needed), or
+    (opt-in) an ephemeral one; the API URL in use. A server that will not start exits 1."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from taskmark.flows._crashes import enable_heartbeats
+    from taskmark.flows._local_server import LocalServerError, connect
+
+    enable_heartbeats()
+    url = ""
+    if not ephemeral:
+        try:
+            url = connect()  # PREFECT_API_URL if set (env, profile, prefect.toml), else the local server
+        except LocalServerError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=1) from None
+    import logging
+
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()
+    # Prefect's console lines would interleave with our output and repeat our report; the
+    # logs still go to the API (the UI shows them).
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler):
+            handler.setLevel(logging.CRITICAL)
+    # We report invalid inputs ourselves (exit 2); Prefect would log them a second time.
+    logging.getLogger("prefect.flows").setLevel(logging.CRITICAL)
+    if url and not quiet:
+        typer.echo(f"Prefect UI: {url.removesuffix('/api')}", err=True)
+    return url
+
+
+def call_api(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Connect to the Prefect API and run ``work()``: a taskmark error (bad id, wrong state)
+    exits 2 with its message, an API that does not answer exits 1; never a traceback."""
+    import asyncio
+
+    url = connect_prefect(quiet=True)
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from taskmark.errors import TaskmarkError
+
+    try:
+        return asyncio.run(work())
+    except TaskmarkError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    except (httpx.HTTPError, PrefectHTTPStatusError) as error:
+        typer.echo(f"error: the Prefect API at {url} did not answer: {type(error).__name__}: {error}", err=True)
+        raise typer.Exit(code=1) from None
+
+
+def _typed(definition: Definition, key: str, raw: str) -> Any:  # noqa: ANN401
+    requirement = definition.metadata.requirements.get(key)
+    if requirement is None:
+        known = ", ".join(definition.metadata.requirements) or "none"
+        raise typer.BadParameter(f"unknown input '{key}'; the definition's inputs are: {known}", param_hint="--param")
+    if requirement.type == "string":
+        return raw
+    try:
+        return json.loads(raw)  # numbers, booleans, arrays and objects are JSON
+    except ValueError:
+        raise typer.BadParameter(f"{key}: expected {requirement.type} (as JSON); found {raw!r}", param_hint="--param") from None
+
+
+def parse_inputs(definition: Definition, params: list[str], params_file: Path | None) -> dict[str, Any]:
+    """The inputs given as ``--param K=V`` (typed by the requirements) over a JSON ``--params-file``."""
+    inputs: dict[str, Any] = {}
+    if params_file is not None:
+        try:
+            loaded = json.loads(params_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"{params_file}: {exc}", param_hint="--params-file") from None
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter(f"{params_file}: expected a JSON object of inputs", param_hint="--params-file")
+        inputs.update(loaded)
+    for item in params:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"expected K=V; found {item!r}", param_hint="--param")
+        inputs[key.strip()] = _typed(definition, key.strip(), raw)
+    return inputs

@@ -2,52 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from taskmark.cli._common import load_or_exit
+from taskmark.cli._common import call_api, connect_prefect, load_or_exit, parse_inputs
 from taskmark.definition import Definition
 
 app = typer.Typer()
 
 _PHASE_MOMENTS = ("phase:start", "phase:complete", "phase:failed")
-
-
-def _typed(definition: Definition, key: str, raw: str) -> Any:  # noqa: ANN401
-    requirement = definition.metadata.requirements.get(key)
-    if requirement is None:
-        known = ", ".join(definition.metadata.requirements) or "none"
-        raise typer.BadParameter(f"unknown input '{key}'; the definition's inputs are: {known}", param_hint="--param")
-    if requirement.type == "string":
-        return raw
-    try:
-        return json.loads(raw)  # numbers, booleans, arrays and objects are JSON
-    except ValueError:
-        raise typer.BadParameter(f"{key}: expected {requirement.type} (as JSON); found {raw!r}", param_hint="--param") from None
-
-
-def _inputs(definition: Definition, params: list[str], params_file: Path | None) -> dict[str, Any]:
-    inputs: dict[str, Any] = {}
-    if params_file is not None:
-        try:
-            loaded = json.loads(params_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise typer.BadParameter(f"{params_file}: {exc}", param_hint="--params-file") from None
-        if not isinstance(loaded, dict):
-            raise typer.BadParameter(f"{params_file}: expected a JSON object of inputs", param_hint="--params-file")
-        inputs.update(loaded)
-    for item in params:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"expected K=V; found {item!r}", param_hint="--param")
-        inputs[key.strip()] = _typed(definition, key.strip(), raw)
-    return inputs
 
 
 class _Progress:
@@ -143,32 +111,65 @@ def run(
     model: Annotated[str | None, typer.Option("--model", help="Use this model for every call.")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="Send every call to this OpenAI-compatible URL.")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", help="The key for --api-base (prefer TASKMARK_LLM_API_KEY).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the definition's response cache.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Call every agent afresh, even where the definition's cache holds an answer.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end, nothing else.")] = False,
     ephemeral: Annotated[bool, typer.Option("--ephemeral", help="Use Prefect's per-process server instead of taskmark's local one.")] = False,
 ) -> None:
     """Run a definition; exit 0 when it completed, 1 when it failed, 2 on bad input."""
     definition = load_or_exit(path, code=2)  # a definition error is bad input, like a usage error
-    inputs = _inputs(definition, param, params_file)
-    _connect(ephemeral=ephemeral, quiet=as_json)
+    inputs = parse_inputs(definition, param, params_file)
+    connect_prefect(ephemeral=ephemeral, quiet=as_json)
 
-    from pydantic import SecretStr
     from prefect.exceptions import ParameterTypeError
 
-    from taskmark.blocks import ProviderOverrides
     from taskmark.flows._run import arun
 
-    overrides = ProviderOverrides(model=model, api_base=api_base, api_key=SecretStr(api_key) if api_key else None)
-    progress = _Progress(definition, live=sys.stdout.isatty(), quiet=as_json)
-    hooks = {moment: [progress.hook(moment)] for moment in _PHASE_MOMENTS}
-    import asyncio
-
     try:
-        with progress:
-            result = asyncio.run(arun(definition, inputs, overrides=overrides, no_cache=no_cache, hooks=hooks))
+        _report(path, definition, as_json, lambda hooks: arun(definition, inputs, overrides=_overrides(model, api_base, api_key), no_cache=no_cache, hooks=hooks))
     except ParameterTypeError as exc:
         typer.echo(f"{path}: error: {exc}", err=True)
         raise typer.Exit(code=2) from None
+
+
+@app.command()
+def retry(
+    run_id: Annotated[str, typer.Argument(help="The flow run to retry (its id).", metavar="RUN_ID")],
+    model: Annotated[str | None, typer.Option("--model", help="Use this model for every call.")] = None,
+    api_base: Annotated[str | None, typer.Option("--api-base", help="Send every call to this OpenAI-compatible URL.")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="The key for --api-base (prefer TASKMARK_LLM_API_KEY).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Call every agent again instead of reusing answers.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end, nothing else.")] = False,
+) -> None:
+    """Run a finished run again under its id, calling only what it has no answer for; exit 0/1/2.
+
+    Exit 0 when it completed, 1 when it failed, 2 on bad input."""
+    from taskmark.flows._run import aretry, retry_target
+
+    _, path = call_api(lambda: retry_target(run_id))
+    if path is None:
+        call_api(lambda: aretry(run_id))
+        typer.echo(f"Flow run {run_id} is scheduled again; a worker of its deployment's pool will run it.")
+        return
+    definition = load_or_exit(path, code=2)
+    _report(path, definition, as_json, lambda hooks: aretry(run_id, overrides=_overrides(model, api_base, api_key), no_cache=no_cache, hooks=hooks))
+
+
+def _overrides(model: str | None, api_base: str | None, api_key: str | None) -> Any:  # noqa: ANN401 - a ProviderOverrides
+    from pydantic import SecretStr
+
+    from taskmark.blocks import ProviderOverrides
+
+    return ProviderOverrides(model=model, api_base=api_base, api_key=SecretStr(api_key) if api_key else None)
+
+
+def _report(path: str, definition: Definition, as_json: bool, start: Callable[[dict[str, list[Any]]], Coroutine[Any, Any, Any]]) -> None:
+    """Run ``start(hooks)`` with the live view; print the outputs or ``--json``; exit 1 unless it completed."""
+    import asyncio
+
+    progress = _Progress(definition, live=sys.stdout.isatty(), quiet=as_json)
+    hooks = {moment: [progress.hook(moment)] for moment in _PHASE_MOMENTS}
+    with progress:
+        result = asyncio.run(start(hooks))
     if as_json:
         typer.echo(result.model_dump_json(exclude={"message"}))
     else:
@@ -176,30 +177,3 @@ def run(
     if result.state != "COMPLETED":
         typer.echo(f"{path}: run {result.state.lower()}: {result.message}", err=True)
         raise typer.Exit(code=1)
-
-
-def _connect(*, ephemeral: bool, quiet: bool) -> None:
-    """Point Prefect at PREFECT_API_URL, taskmark's local server, or (opt-in) an ephemeral one."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    if not ephemeral:
-        from taskmark.flows._local_server import connect
-
-        connect()  # PREFECT_API_URL if set (env, profile, prefect.toml), else the local server
-    import logging
-
-    from prefect.logging.configuration import ensure_logging_setup
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    ensure_logging_setup()
-    # Prefect's console lines would interleave with our view and repeat our report; the run's
-    # logs still go to the API (the UI shows them).
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler):
-            handler.setLevel(logging.CRITICAL)
-    # We report invalid inputs ourselves (exit 2); Prefect would log them a second time.
-    logging.getLogger("prefect.flows").setLevel(logging.CRITICAL)
-    if not quiet:
-        url = os.environ.get("PREFECT_API_URL", "")
-        if url:
-            typer.echo(f"Prefect UI: {url.removesuffix('/api')}", err=True)

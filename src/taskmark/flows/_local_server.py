@@ -19,6 +19,7 @@ When ``PREFECT_API_URL`` is set (environment, profile or ``prefect.toml``),
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -262,6 +263,7 @@ def _spawn(paths: _Paths, startup_timeout: float) -> _State:
         _write_state(paths.state, state)
         try:
             if wait_healthy(pid, api_url, time.monotonic() + startup_timeout):
+                asyncio.run(_set_up(api_url))
                 return state
         except BaseException:
             # Ctrl-C while waiting: leave no half-started server behind.
@@ -280,6 +282,16 @@ def _spawn(paths: _Paths, startup_timeout: float) -> _State:
             f"the local Prefect server {reason}; see {paths.log}" + (f":\n{tail}" if tail else "")
         )
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _set_up(api_url: str) -> None:
+    """What a new server needs beyond Prefect's defaults: crashed runs detected (see _crashes)."""
+    from prefect.client.orchestration import PrefectClient
+
+    from taskmark.flows._crashes import ensure_crash_automation
+
+    async with PrefectClient(api_url) as client:
+        await ensure_crash_automation(client)
 
 
 def _server_command(port: int) -> list[str]:
@@ -333,6 +345,9 @@ def _server_env(home: Path, api_url: str) -> dict[str, str]:
     )
     if not database_url:
         del env["PREFECT_SERVER_DATABASE_CONNECTION_URL"], env["PREFECT_API_DATABASE_CONNECTION_URL"]
+    # A local server phones no one home unless the user says otherwise.
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("DO_NOT_TRACK", "1")
     return env
 
 

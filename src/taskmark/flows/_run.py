@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
+from uuid import UUID
 
-from prefect import State
+from prefect import Flow, State
+from prefect.client.schemas.objects import FlowRun
 from pydantic import BaseModel, Field
 
 from taskmark.blocks import ProviderOverrides, UsageTotals
 from taskmark.definition import Definition, load_definition
+from taskmark.errors import TaskmarkError
 from taskmark.flows._compile import compile
 from taskmark.tasks import Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
-__all__ = ["MOMENTS", "PhaseSummary", "RunResult", "arun", "on", "run"]
+__all__ = ["DEFINITION_KEY", "PAUSE_TAG", "MOMENTS", "PhaseSummary", "RetryError", "RunResult", "aretry", "arun", "on", "retry_target", "run"]
+
+CANCEL_POLL_S = 2.0
+"""Seconds between a local run's checks of whether it was asked to cancel or pause."""
+
+PAUSE_TAG = "taskmark-pause"
+"""A run carrying this tag holds before each phase that has not started (`taskmark pause`)."""
+
+DEFINITION_KEY = "taskmark_definition"
+"""The key, in a flow run's context, of the absolute path of the definition it ran."""
+
+
+class RetryError(TaskmarkError):
+    """A run that cannot be retried, and why."""
 
 MOMENTS = ("phase:start", "phase:complete", "phase:failed", "execution:complete")
 """The moments hooks can follow; each is also a Prefect event (`taskmark.phase.completed`, ...)."""
@@ -76,7 +92,7 @@ async def arun(
         definition: A definition, or the path of one.
         params: The inputs.
         overrides: Model, API base and key overrides (the CLI's flags).
-        no_cache: Ignore the definition's response cache.
+        no_cache: Call every agent afresh, even where the definition's `cache:` holds an answer.
         hooks: Callbacks by moment: ``phase:start``, ``phase:complete``, ``phase:failed``,
             ``execution:complete``.
 
@@ -88,13 +104,98 @@ async def arun(
         definition = load_definition(definition)
     compiled = compile(definition)
     params = compiled.validate_parameters(params or {})  # a bad input fails here, before any run
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        # The run records where its definition lives, so that `taskmark retry` can find it.
+        created = await client.create_flow_run(
+            compiled, parameters=params, context={DEFINITION_KEY: str(Path(definition.location.path).resolve())}
+        )
+    return await _execute(definition, compiled, created, params, overrides=overrides, no_cache=no_cache, hooks=hooks)
+
+
+async def retry_target(flow_run_id: str) -> tuple[FlowRun, str | None]:
+    """The finished flow run ``flow_run_id`` and the path of its definition (None for a
+    deployment's run, which its work pool runs again).
+
+    Raises:
+        RetryError: The run is unknown, not finished, or not started by taskmark.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            flow_run = await client.read_flow_run(UUID(flow_run_id))
+        except (ValueError, ObjectNotFound):
+            raise RetryError(f"no flow run {flow_run_id!r} on {client.api_url}") from None
+    if flow_run.state is None or not flow_run.state.is_final():
+        state = flow_run.state.type.value if flow_run.state else "unknown"
+        raise RetryError(f"flow run {flow_run_id} is {state}; only a finished run can be retried")
+    path = (flow_run.context or {}).get(DEFINITION_KEY)
+    if flow_run.deployment_id is None and not path:
+        raise RetryError(f"flow run {flow_run_id} was not started by taskmark; its definition is not on record")
+    return flow_run, None if flow_run.deployment_id else str(path)
+
+
+async def aretry(
+    flow_run_id: str,
+    *,
+    overrides: ProviderOverrides | None = None,
+    no_cache: bool = False,
+    hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] | None = None,
+) -> RunResult | None:
+    """Run a finished flow run again under the same id, from its definition file as it is now.
+
+    Every LLM call whose request is unchanged is answered from the first attempt's stored
+    results; only the rest is called. A deployment's run is handed back to its work pool
+    (None is returned: a worker runs it).
+
+    Raises:
+        RetryError: The run is unknown, still running, or its definition is not on record.
+        DefinitionError: Its definition file is no longer valid.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    flow_run, path = await retry_target(flow_run_id)
+    definition = None if path is None else load_definition(path)
+    async with get_client() as client:
+        await client.set_flow_run_state(flow_run.id, Scheduled(message="Retried by taskmark"), force=True)
+        flow_run = await client.read_flow_run(flow_run.id)
+    if definition is None:
+        return None
+    compiled = compile(definition)
+    params = compiled.validate_parameters(dict(flow_run.parameters))
+    return await _execute(definition, compiled, flow_run, params, overrides=overrides, no_cache=no_cache, hooks=hooks)
+
+
+async def _execute(
+    definition: Definition,
+    compiled: Flow[..., Any],
+    flow_run: FlowRun,
+    params: dict[str, Any],
+    *,
+    overrides: ProviderOverrides | None,
+    no_cache: bool,
+    hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] | None,
+) -> RunResult:
+    from prefect.flow_engine import run_flow_async
+
     merged = {m: [*_HOOKS.get(m, []), *(hooks or {}).get(m, [])] for m in MOMENTS}
     runtime = Runtime(definition, overrides=overrides, no_cache=no_cache, hooks=merged)
     token = CURRENT_RUNTIME.set(runtime)
     started = time.perf_counter()
+    running = asyncio.ensure_future(run_flow_async(compiled, flow_run=flow_run, parameters=params, return_type="state"))
+    watcher = asyncio.ensure_future(_follow_requests(flow_run.id, running, runtime))
     try:
-        state: State[Any] = await cast("Awaitable[State[Any]]", compiled(**params, return_state=True))
+        state = cast("State[Any]", await running)
+    except asyncio.CancelledError:
+        if not watcher.done() or watcher.cancelled() or not watcher.result():
+            raise  # cancelled by our caller, not by `taskmark cancel`
+        state = await _mark_cancelled(flow_run.id)
     finally:
+        watcher.cancel()
         CURRENT_RUNTIME.reset(token)
     return RunResult(
         flow_run_id=runtime.flow_run_id,
@@ -109,6 +210,43 @@ async def arun(
         usage=runtime.ledger.total(),
         models=sorted(runtime.models),
     )
+
+
+async def _follow_requests(flow_run_id: UUID, running: asyncio.Future[Any], runtime: Runtime) -> bool:
+    """Carry out what was asked of the run from outside: cancel ``running`` when the flow
+    run is set Cancelling (`taskmark cancel`, the UI), hold before the next phase while it
+    carries the pause tag (`taskmark pause`).
+
+    A deployment's run is cancelled by its worker; a run in this process has no worker, so
+    it watches its own flow run. Returns whether it cancelled.
+    """
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        while not running.done():
+            await asyncio.sleep(CANCEL_POLL_S)
+            current = await client.read_flow_run(flow_run_id)
+            if current.state is not None and current.state.is_cancelling():
+                running.cancel()
+                return True
+            runtime.pause_requested = PAUSE_TAG in current.tags
+    return False
+
+
+async def _mark_cancelled(flow_run_id: UUID) -> State[Any]:
+    """Set the run and its unfinished phases Cancelled; the run's final state."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.states import Cancelled
+
+    async with get_client() as client:
+        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        for child in children:
+            if child.state is None or not child.state.is_final():
+                await client.set_flow_run_state(child.id, Cancelled(message="The run was cancelled"), force=True)
+        state: State[Any] = Cancelled(message="Cancelled on request; calls already sent were abandoned")
+        await client.set_flow_run_state(flow_run_id, state, force=True)
+    return state
 
 
 def run(path: str | Path, **params: Any) -> RunResult:  # noqa: ANN401
