@@ -95,4 +95,6 @@ class ProviderError(TaskmarkError):
         self.model = model
         self.status_code = status_code
         self.transient = transient
+        self.attempts = 1
+        """HTTP requests the call made before it failed (retries and fallbacks included)."""
         super().__init__(msg)

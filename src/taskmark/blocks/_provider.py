@@ -243,15 +243,21 @@ class LLMProvider(Block):
                 attempts += spent.attempts
                 last = spent.error
                 continue
+            except ProviderError as error:  # permanent: no fallback can help
+                error.attempts += attempts
+                raise
             return completion.model_copy(update={"attempts": attempts + completion.attempts})
         assert last is not None
+        last.attempts = attempts
         if self.fallbacks:
-            raise ProviderError(
+            final = ProviderError(
                 f"{last.msg}; fallbacks {self.fallbacks} failed too",
                 model=last.model,
                 status_code=last.status_code,
                 transient=True,
-            ) from None
+            )
+            final.attempts = attempts
+            raise final from None
         raise last from None
 
     async def _fallback(self, entry: str) -> LLMProvider:
@@ -293,11 +299,13 @@ class LLMProvider(Block):
         try:
             parsed = parse_reply(fixed.text, schema)
         except ParseFailure as failure:
-            raise ProviderError(
+            error = ProviderError(
                 f"{self.label}: model {self.model!r} did not return valid JSON after one "
                 f"repair ({failure.reason}); the reply begins {quote(fixed.text)}",
                 model=self.model,
-            ) from None
+            )
+            error.attempts = attempts
+            raise error from None
         return fixed.model_copy(
             update={
                 "parsed": parsed,
@@ -356,7 +364,11 @@ class LLMProvider(Block):
                 on_failure=log_failure,
             )
         except RetriesExhausted as spent:
+            spent.error.attempts = attempts_so_far + spent.attempts
             raise RetriesExhausted(spent.error, attempts_so_far + spent.attempts) from None
+        except ProviderError as error:  # permanent: counted, then failed at once
+            error.attempts += attempts_so_far
+            raise
         return completion, attempts_so_far + attempts
 
 

@@ -106,6 +106,7 @@ async def call_with_retries(
         if on_failure is not None:
             on_failure(failure, attempt)
         if not failure.transient:
+            failure.error.attempts = attempt
             raise failure.error from None
         if attempt > max_retries:
             raise _gave_up(failure.error, attempt) from None
@@ -121,4 +122,5 @@ def _gave_up(error: ProviderError, attempts: int, why: str | None = None) -> Ret
     final = ProviderError(
         error.msg + suffix, model=error.model, status_code=error.status_code, transient=True
     )
+    final.attempts = attempts
     return RetriesExhausted(final, attempts)

@@ -209,6 +209,7 @@ def emit_failed(
             "status_code": error.status_code,
             "transient": error.transient,
             "error": error.msg,
+            "attempts": error.attempts,
             "latency_s": round(latency_s, 4),
         },
     )

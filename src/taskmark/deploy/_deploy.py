@@ -20,6 +20,7 @@ from uuid import UUID
 from taskmark.definition import Definition, Schedule, load_definition
 from taskmark.deploy._locate import DEFINITIONS_PATH_ENV, entrypoint_of, find_definition, searching
 from taskmark.errors import TaskmarkError
+from taskmark.flows._run import RUN_TAG
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -195,6 +196,7 @@ def to_deployment(
             schedules=schedules,
             parameters=parameters or {},
             work_pool_name=pool,
+            tags=[RUN_TAG],  # its runs carry it: `taskmark runs` lists them
             # Deploying makes it live again, after a `taskmark serve` paused it on exit.
             paused=False,
         )

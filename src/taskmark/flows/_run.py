@@ -20,10 +20,13 @@ from taskmark.flows._compile import compile
 from taskmark.tasks import Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
-__all__ = ["DEFINITION_KEY", "PAUSE_TAG", "MOMENTS", "PhaseSummary", "RetryError", "RunResult", "aretry", "arun", "on", "retry_target", "run"]
+__all__ = ["DEFINITION_KEY", "PAUSE_TAG", "RUN_TAG", "MOMENTS", "PhaseSummary", "RetryError", "RunResult", "aretry", "arun", "on", "retry_target", "run"]
 
 CANCEL_POLL_S = 2.0
 """Seconds between a local run's checks of whether it was asked to cancel or pause."""
+
+RUN_TAG = "taskmark"
+"""Every run of a definition carries this tag (`taskmark runs` lists those)."""
 
 PAUSE_TAG = "taskmark-pause"
 """A run carrying this tag holds before each phase that has not started (`taskmark pause`)."""
@@ -109,7 +112,7 @@ async def arun(
     async with get_client() as client:
         # The run records where its definition lives, so that `taskmark retry` can find it.
         created = await client.create_flow_run(
-            compiled, parameters=params, context={DEFINITION_KEY: str(Path(definition.location.path).resolve())}
+            compiled, parameters=params, context={DEFINITION_KEY: str(Path(definition.location.path).resolve())}, tags=[RUN_TAG]
         )
     return await _execute(definition, compiled, created, params, overrides=overrides, no_cache=no_cache, hooks=hooks)
 

@@ -34,7 +34,6 @@ __all__ = ["PHASE_PREFIX", "RunRecords", "build_trace"]
 PHASE_PREFIX = "Phase: "
 """How a phase's subflow run is named."""
 
-_GAVE_UP = re.compile(r"gave up after (\d+) attempts?")
 _FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
 
@@ -141,16 +140,9 @@ def _apply_event(call: CallTrace, event: Event) -> None:
     else:
         call.status_code = payload.get("status_code")
         call.error = redact(str(payload.get("error") or "the call failed"))
-        call.attempts = payload.get("attempts") or _failed_attempts(call.error)
+        call.attempts = payload.get("attempts", 1)
     if call.attempts is not None:
         call.retries = max(call.attempts - 1, 0)
-
-
-def _failed_attempts(error: str) -> int:
-    """Requests of a failed call whose event does not record them: the count the retry loop
-    puts in its message (`gave up after N attempts`), else one (a permanent failure)."""
-    found = _GAVE_UP.search(error)
-    return int(found.group(1)) if found else 1
 
 
 def _split(phase: str, task_name: str) -> tuple[str, str | None]:

@@ -14,11 +14,13 @@ from prefect.client.schemas.filters import (
     FlowRunFilterParentTaskRunId,
     FlowRunFilterState,
     FlowRunFilterStateType,
+    FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
 from taskmark.blocks import COMPLETED_EVENT, FAILED_EVENT
+from taskmark.flows._run import RUN_TAG
 from taskmark.history._read import flow_names, read_artifacts, read_llm_events, read_subflows, usage_totals
 from taskmark.history._model import RunSummary
 
@@ -79,7 +81,7 @@ async def read_runs(
     if client is None:
         async with get_client() as own:
             return await read_runs(definition=definition, states=states, limit=limit, client=own)
-    run_filter = FlowRunFilter(parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True))
+    run_filter = FlowRunFilter(parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True), tags=FlowRunFilterTags(all_=[RUN_TAG]))
     if states:
         run_filter.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s.upper()) for s in states]))
     runs = await client.read_flow_runs(
