@@ -1,6 +1,7 @@
 """The Prefect UI in a real browser (Debian's chromium, headless, driven by Playwright): the run
 form of a hand-written definition's deployment has one typed field per requirement, submitting
-it ends in a Completed run, and the run's page shows the summary artifact.
+it ends in a Completed run, and the run's page shows the summary artifact; the LLM provider
+block shows its key masked and can be created from the UI.
 
 Screenshots go to a folder this test prints (``-s`` shows it)."""
 
@@ -99,3 +100,42 @@ def _run_for(stack: PrefectStack, deployment_id: Any, **parameters: Any) -> Any:
     with stack.client() as client:
         runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
     return next((r for r in runs if all(r.parameters.get(k) == v for k, v in parameters.items())), None)
+
+
+def test_provider_block_shows_its_key_masked_and_can_be_made_in_the_ui(prefect_stack: PrefectStack, page: Any, shots: Path) -> None:
+    from pydantic import SecretStr
+
+    from taskmark.blocks import LLMProvider
+
+    canary = "sk-ui-canary-0123456789abcdef"
+    saved = _save_block(prefect_stack, LLMProvider(model="openai/gpt-4o-mini", api_key=SecretStr(canary)), "ui-provider")
+    page.goto(f"{prefect_stack.ui_url}/blocks/block/{saved}")
+    page.get_by_text("ui-provider").first.wait_for()
+    page.get_by_text("openai/gpt-4o-mini").first.wait_for()
+    page.screenshot(path=str(shots / "5-provider-block.png"), full_page=True)
+    assert canary not in page.content()
+    assert page.get_by_text("********").count() >= 1  # the key, masked
+
+    page.goto(f"{prefect_stack.ui_url}/blocks/catalog/llm-provider/create")
+    made_in_ui = "sk-made-in-the-ui-0123456789"
+    name = page.locator(".schema-form-property, .p-label").filter(has_text="Block Name").locator("input").first
+    name.fill("from-the-ui")
+    api_key = page.locator("section, div").filter(has=page.get_by_text("Api Key", exact=True)).filter(has=page.get_by_text("password", exact=True)).last
+    api_key.locator("textarea, input").last.fill(made_in_ui)
+    page.screenshot(path=str(shots / "6-provider-create-form.png"), full_page=True)
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/blocks/block/*")
+    page.get_by_text("from-the-ui").first.wait_for()
+    page.screenshot(path=str(shots / "7-provider-made-in-ui.png"), full_page=True)
+    assert made_in_ui not in page.content()
+    with prefect_stack.client() as client:
+        document = client.read_block_document_by_name("from-the-ui", "llm-provider", include_secrets=True)
+    assert document.data["api_key"] == made_in_ui  # stored, as a secret
+
+
+def _save_block(stack: PrefectStack, block: Any, name: str) -> str:  # noqa: ANN401
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        # Playwright's sync API runs an event loop in this thread: ask for the sync save.
+        return str(block.save(name, overwrite=True, _sync=True))
