@@ -308,6 +308,24 @@ async def test_stopping_leaves_the_run_in_current_and_a_restart_finishes_it_once
     assert fake_llm.count == 1 + 2 + 2
 
 
+async def test_a_restart_reuses_the_phases_the_stopped_run_had_finished(inbox: Path, fake_llm: FakeOpenAIServer) -> None:
+    gate = Gate()
+    fake_llm.default = lambda r: gate(r) if "Polish" in r.messages[-1]["content"] else _reply(r)
+    async with watching(inbox):
+        drop(inbox, "half-seed.json", seed())
+        await until(lambda: gate.waiting == 1, "the second phase to call the LLM")
+    [run_id] = names(inbox / "current")
+    recorded = json.loads((inbox / "current" / run_id / "run.json").read_text())["flow_run_id"]
+    assert recorded  # known from the moment the flow run existed
+    gate.open.set()
+    async with watching(inbox):
+        await until(finished(inbox, 1), "the resumed run")
+    [line] = runs_log(inbox)
+    assert line["state"] == "COMPLETED" and line["flow_run_id"] == recorded  # the same flow run, retried
+    prompts = [r.messages[-1]["content"].split()[0] for r in fake_llm.requests]
+    assert prompts == ["Draft", "Polish", "Polish"]  # Draft's answer was reused, not bought again
+
+
 async def test_a_restart_finishes_what_a_crash_left_half_done(inbox: Path, fake_llm: FakeOpenAIServer) -> None:
     folder = WatchFolder(inbox)
     folder.ensure()

@@ -88,6 +88,7 @@ async def arun(
     overrides: ProviderOverrides | None = None,
     no_cache: bool = False,
     hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] | None = None,
+    on_created: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run a definition as a Prefect flow in this process and wait for it.
 
@@ -98,6 +99,8 @@ async def arun(
         no_cache: Call every agent afresh, even where the definition's `cache:` holds an answer.
         hooks: Callbacks by moment: ``phase:start``, ``phase:complete``, ``phase:failed``,
             ``execution:complete``.
+        on_created: Told the flow run's id as soon as it exists (to record it, so that the
+            run can be retried if this process dies).
 
     Raises:
         DefinitionError: The file is not a valid definition.
@@ -114,12 +117,15 @@ async def arun(
         created = await client.create_flow_run(
             compiled, parameters=params, context={DEFINITION_KEY: str(Path(definition.location.path).resolve())}, tags=[RUN_TAG]
         )
+    if on_created is not None:
+        on_created(str(created.id))
     return await _execute(definition, compiled, created, params, overrides=overrides, no_cache=no_cache, hooks=hooks)
 
 
-async def retry_target(flow_run_id: str) -> tuple[FlowRun, str | None]:
+async def retry_target(flow_run_id: str, *, orphaned: bool = False) -> tuple[FlowRun, str | None]:
     """The finished flow run ``flow_run_id`` and the path of its definition (None for a
-    deployment's run, which its work pool runs again).
+    deployment's run, which its work pool runs again). ``orphaned``: the caller knows the
+    process that ran it is gone, so a run still marked running may be taken over.
 
     Raises:
         RetryError: The run is unknown, not finished, or not started by taskmark.
@@ -132,7 +138,7 @@ async def retry_target(flow_run_id: str) -> tuple[FlowRun, str | None]:
             flow_run = await client.read_flow_run(UUID(flow_run_id))
         except (ValueError, ObjectNotFound):
             raise RetryError(f"no flow run {flow_run_id!r} on {client.api_url}") from None
-    if flow_run.state is None or not flow_run.state.is_final():
+    if flow_run.state is None or not (flow_run.state.is_final() or orphaned):
         state = flow_run.state.type.value if flow_run.state else "unknown"
         raise RetryError(f"flow run {flow_run_id} is {state}; only a finished run can be retried")
     path = (flow_run.context or {}).get(DEFINITION_KEY)
@@ -147,12 +153,13 @@ async def aretry(
     overrides: ProviderOverrides | None = None,
     no_cache: bool = False,
     hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] | None = None,
+    orphaned: bool = False,
 ) -> RunResult | None:
     """Run a finished flow run again under the same id, from its definition file as it is now.
 
     Every LLM call whose request is unchanged is answered from the first attempt's stored
     results; only the rest is called. A deployment's run is handed back to its work pool
-    (None is returned: a worker runs it).
+    (None is returned: a worker runs it). ``orphaned`` as in :func:`retry_target`.
 
     Raises:
         RetryError: The run is unknown, still running, or its definition is not on record.
@@ -161,7 +168,7 @@ async def aretry(
     from prefect.client.orchestration import get_client
     from prefect.states import Scheduled
 
-    flow_run, path = await retry_target(flow_run_id)
+    flow_run, path = await retry_target(flow_run_id, orphaned=orphaned)
     definition = None if path is None else load_definition(path)
     async with get_client() as client:
         await client.set_flow_run_state(flow_run.id, Scheduled(message="Retried by taskmark"), force=True)

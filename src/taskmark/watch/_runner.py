@@ -59,11 +59,22 @@ def error_outcome(exc: BaseException, started: float, flow_run_id: str | None = 
     return Outcome(state="ERROR", message=f"{type(exc).__name__}: {exc}", duration_s=time.perf_counter() - started, flow_run_id=flow_run_id)
 
 
-async def run_locally(seed: Seed) -> Outcome:
-    """Run ``seed`` in this process with :func:`taskmark.arun`, against the current Prefect API."""
-    from taskmark.flows._run import arun
+async def run_locally(seed: Seed | None, *, flow_run_id: str | None, created: Callable[[str], None]) -> Outcome:
+    """Run ``seed`` in this process with :func:`taskmark.arun`, against the current Prefect API.
 
-    result = await arun(seed.definition, seed.params)
+    Its flow run's id goes to ``created`` as soon as it exists. With ``flow_run_id`` (the run a
+    previous watcher started and did not finish), that run is retried instead: every answer it
+    already had is reused, nothing is paid twice.
+    """
+    from taskmark.flows._run import aretry, arun
+
+    if flow_run_id is not None:
+        retried = await aretry(flow_run_id, orphaned=True)
+        assert retried is not None  # a local run has no deployment
+        result = retried
+    else:
+        assert seed is not None  # a new local run without a valid seed is filed as ERROR first
+        result = await arun(seed.definition, seed.params, on_created=created)
     phases = {name: phase.model_dump(mode="json") for name, phase in result.phases.items()}
     outputs = {name: phase.outputs for name, phase in result.phases.items()}
     return Outcome(

@@ -264,14 +264,14 @@ class Watcher:
         """Run a claimed seed and file it in ``complete/``. Cancelling leaves it in ``current/``."""
         started = time.perf_counter()
         flow_run_id = claim.flow_run_id
+
+        def created(run_id: str) -> None:
+            nonlocal flow_run_id
+            flow_run_id = run_id
+            self.folder.record(run_dir, replace(claim, flow_run_id=run_id))
+
         try:
             if claim.deployment is not None:
-
-                def created(run_id: str) -> None:
-                    nonlocal flow_run_id
-                    flow_run_id = run_id
-                    self.folder.record(run_dir, replace(claim, flow_run_id=run_id))
-
                 outcome = await run_through_deployment(
                     claim.deployment,
                     claim.params,
@@ -281,8 +281,8 @@ class Watcher:
                     created=created,
                 )
             else:
-                assert seed is not None  # a local run without a valid seed is filed as ERROR
-                outcome = await run_locally(replace(seed, params=claim.params))
+                seed = replace(seed, params=claim.params) if seed is not None else None
+                outcome = await run_locally(seed, flow_run_id=claim.flow_run_id, created=created)
         except Exception as exc:
             outcome = error_outcome(exc, started, flow_run_id)
         self._finish(run_dir, claim, outcome)
