@@ -15,18 +15,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["RunResult", "arun", "compile", "load", "on", "run"]
+__all__ = ["RunResult", "aretry", "arun", "compile", "load", "on", "run"]
 
 if TYPE_CHECKING:
     from taskmark.definition import load_definition as load
     from taskmark.flows import compile
-    from taskmark.flows._run import RunResult, arun, on, run
+    from taskmark.flows._run import RunResult, aretry, arun, on, run
 
 _WHERE = {
     "load": ("taskmark.definition", "load_definition"),
     "compile": ("taskmark.flows", "compile"),
     "run": ("taskmark.flows._run", "run"),
     "arun": ("taskmark.flows._run", "arun"),
+    "aretry": ("taskmark.flows._run", "aretry"),
     "on": ("taskmark.flows._run", "on"),
     "RunResult": ("taskmark.flows._run", "RunResult"),
 }
