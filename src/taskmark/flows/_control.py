@@ -60,7 +60,7 @@ async def pause(run_id: str) -> None:
     Raises:
         ControlError: The run is unknown or not running.
     """
-    from taskmark.flows._run import PAUSE_TAG
+    from taskmark.flows._schedule import PAUSE_TAG
 
     async with get_client() as client:
         run = await _read(client, run_id)
@@ -79,7 +79,7 @@ async def unpause(run_id: str) -> list[str]:
     Raises:
         ControlError: The run is unknown, or neither held nor asked to hold.
     """
-    from taskmark.flows._run import PAUSE_TAG
+    from taskmark.flows._schedule import PAUSE_TAG
 
     async with get_client() as client:
         run = await _read(client, run_id)

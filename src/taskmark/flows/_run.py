@@ -20,16 +20,15 @@ from taskmark.flows._compile import compile
 from taskmark.tasks import Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
-__all__ = ["DEFINITION_KEY", "PAUSE_TAG", "RUN_TAG", "MOMENTS", "PhaseSummary", "RetryError", "RunResult", "aretry", "arun", "on", "retry_target", "run"]
+__all__ = ["DEFINITION_KEY", "RUN_TAG", "MOMENTS", "PhaseSummary", "RetryError", "RunResult", "aretry", "arun", "on", "retry_target", "run"]
 
 CANCEL_POLL_S = 2.0
-"""Seconds between a local run's checks of whether it was asked to cancel or pause."""
+"""Seconds between a local run's checks of whether it was asked to cancel."""
 
 RUN_TAG = "taskmark"
 """Every run of a definition carries this tag (`taskmark runs` lists those)."""
 
-PAUSE_TAG = "taskmark-pause"
-"""A run carrying this tag holds before each phase that has not started (`taskmark pause`)."""
+
 
 DEFINITION_KEY = "taskmark_definition"
 """The key, in a flow run's context, of the absolute path of the definition it ran."""
@@ -197,7 +196,7 @@ async def _execute(
     token = CURRENT_RUNTIME.set(runtime)
     started = time.perf_counter()
     running = asyncio.ensure_future(run_flow_async(compiled, flow_run=flow_run, parameters=params, return_type="state"))
-    watcher = asyncio.ensure_future(_follow_requests(flow_run.id, running, runtime))
+    watcher = asyncio.ensure_future(_cancel_when_asked(flow_run.id, running))
     try:
         state = cast("State[Any]", await running)
     except asyncio.CancelledError:
@@ -222,10 +221,8 @@ async def _execute(
     )
 
 
-async def _follow_requests(flow_run_id: UUID, running: asyncio.Future[Any], runtime: Runtime) -> bool:
-    """Carry out what was asked of the run from outside: cancel ``running`` when the flow
-    run is set Cancelling (`taskmark cancel`, the UI), hold before the next phase while it
-    carries the pause tag (`taskmark pause`).
+async def _cancel_when_asked(flow_run_id: UUID, running: asyncio.Future[Any]) -> bool:
+    """Cancel ``running`` when the flow run is set Cancelling (`taskmark cancel`, the UI).
 
     A deployment's run is cancelled by its worker; a run in this process has no worker, so
     it watches its own flow run. Returns whether it cancelled.
@@ -239,7 +236,6 @@ async def _follow_requests(flow_run_id: UUID, running: asyncio.Future[Any], runt
             if current.state is not None and current.state.is_cancelling():
                 running.cancel()
                 return True
-            runtime.pause_requested = PAUSE_TAG in current.tags
     return False
 
 

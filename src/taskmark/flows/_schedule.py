@@ -46,9 +46,12 @@ from taskmark.definition import Definition, Phase
 from taskmark.definition._graph import ancestors
 from taskmark.tasks import PhaseFailed, PhaseRecord, Runtime, run_lifecycle
 
-__all__ = ["run_phases"]
+__all__ = ["PAUSE_TAG", "run_phases"]
 
 _log = logging.getLogger("taskmark.flows")
+
+PAUSE_TAG = "taskmark-pause"
+"""A run carrying this tag holds before each phase that has not started (`taskmark pause`)."""
 
 
 async def _phase(phase: str, inputs: dict[str, Any], upstream: dict[str, Any]) -> Any:  # noqa: ANN401
@@ -204,6 +207,13 @@ class _PhaseRuns:
                 self.roots.append(self.runs[phase.name].created)
         self.pending.update(r.created for r in self.runs.values())  # type: ignore[misc]
 
+    async def hold_requested(self) -> bool:
+        """Whether `taskmark pause` asked the run to hold (the parent carries ``PAUSE_TAG``):
+        read as each phase starts, so a hold asked before a phase starts always stops it."""
+        assert self.parent.flow_run is not None
+        parent = await self.client.read_flow_run(self.parent.flow_run.id)
+        return PAUSE_TAG in parent.tags
+
     async def set_state(self, run: FlowRun, state: State[Any]) -> None:
         result = await self.client.set_flow_run_state(run.id, state)
         if result.status.value != "ACCEPT":
@@ -242,6 +252,7 @@ async def run_phases(
     async def lifecycle(phase: Phase, upstream: dict[str, Any]) -> None:
         run = runs.runs[phase.name]
         context = await run.start(upstream)
+        runtime.pause_requested = await runs.hold_requested()
         if phase.options.approval is not None or runtime.pause_requested:
             # The phase will pause its subflow run, which Prefect allows only once it is Running.
             await run.settled()

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,15 @@ async def test_cancel_from_another_process_stops_the_run(llm: FakeOpenAIServer, 
 
 
 async def test_pause_holds_the_next_phase_until_resumed(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]) -> None:
-    llm.default = lambda r: Reply(content="one", delay_s=12) if "first" in prompt_of(r) else Reply(content="later")
+    gate = threading.Event()  # phase One's answer waits until the hold has been asked for
+
+    def reply(request: Any) -> Reply:  # noqa: ANN401
+        if "first" in prompt_of(request):
+            gate.wait(120)
+            return Reply(content="one")
+        return Reply(content="later")
+
+    llm.default = reply
     path = write(
         "hold",
         "# H\n\n```yaml\nname: hold-me\n```\n\n## Phase: One\n\n### Steps\n- agent: a - first\n\n"
@@ -167,6 +176,7 @@ async def test_pause_holds_the_next_phase_until_resumed(llm: FakeOpenAIServer, o
     await wait_for(first_sent, "the first call")
     done = await asyncio.to_thread(taskmark, "pause", str(run.id))
     assert done.returncode == 0, done.stderr
+    gate.set()
     held = await wait_for(lambda: paused_phase(run), "the held phase")
     assert held.name == "Phase: Two" and llm.count == 1 and not running.done()
     done = await asyncio.to_thread(taskmark, "resume", str(run.id))
