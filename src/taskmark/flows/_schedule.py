@@ -252,12 +252,12 @@ async def run_phases(
     async def lifecycle(phase: Phase, upstream: dict[str, Any]) -> None:
         run = runs.runs[phase.name]
         context = await run.start(upstream)
-        runtime.pause_requested = await runs.hold_requested()
-        if phase.options.approval is not None or runtime.pause_requested:
+        hold = await runs.hold_requested()
+        if phase.options.approval is not None or hold:
             # The phase will pause its subflow run, which Prefect allows only once it is Running.
             await run.settled()
         with context:
-            await run_lifecycle(definition, phase, inputs, upstream, runtime)
+            await run_lifecycle(definition, phase, inputs, upstream, runtime, hold=hold)
 
     async def one(phase: Phase) -> None:
         run = runs.runs[phase.name]

@@ -14,7 +14,7 @@ from pydantic import Field, create_model
 
 from taskmark.definition import Approval
 
-__all__ = ["HOLD_TIMEOUT_S", "approval_form", "hold", "wait_for_approval"]
+__all__ = ["HOLD_TIMEOUT_S", "approval_form", "wait_for_approval", "wait_until_resumed"]
 
 POLL_S = 2
 """Seconds between checks for an answer while paused (Prefect's default is 10)."""
@@ -50,7 +50,7 @@ async def wait_for_approval(approval: Approval, prompt: str) -> dict[str, Any]:
     return dict(answer.model_dump(exclude={"metadata"}))
 
 
-async def hold() -> None:
+async def wait_until_resumed() -> None:
     """Pause the current flow run, with no form, until it is resumed."""
     from prefect.flow_runs import apause_flow_run
 

@@ -15,7 +15,7 @@ from typing import Any
 from taskmark.definition import AgentStep, AggregateStep, Approval, CustomStep, Definition, Phase, evaluate, render_template
 from taskmark.errors import ProviderError, TaskmarkError
 from taskmark.tasks._answers import Answer, aggregate, check_quality, check_structure, output_schema, parse_text
-from taskmark.tasks._approval import hold, wait_for_approval
+from taskmark.tasks._approval import wait_for_approval, wait_until_resumed
 from taskmark.tasks._context import PhaseRecord, StageResult
 from taskmark.tasks._handlers import call_handler
 from taskmark.tasks._runtime import Runtime
@@ -98,9 +98,9 @@ class _Lifecycle:
 
     # -- the lifecycle ---------------------------------------------------------------------
 
-    async def run(self) -> PhaseRecord:
-        if self.runtime.pause_requested:
-            await hold()
+    async def run(self, *, hold: bool = False) -> PhaseRecord:
+        if hold:
+            await wait_until_resumed()
         if self.phase.options.approval is not None:
             await self.approve(self.phase.options.approval)
         await self.stage("ingestion", self.ingest)
@@ -338,12 +338,15 @@ class _Lifecycle:
         return StageResult(data=outputs)
 
 
-async def run_lifecycle(definition: Definition, phase: Phase, inputs: dict[str, Any], upstream: dict[str, Any], runtime: Runtime) -> PhaseRecord:
-    """Run the stages of ``phase`` and return its record (outputs, stages, flags, calls).
+async def run_lifecycle(
+    definition: Definition, phase: Phase, inputs: dict[str, Any], upstream: dict[str, Any], runtime: Runtime, *, hold: bool = False
+) -> PhaseRecord:
+    """Run the stages of ``phase`` and return its record (outputs, stages, flags, calls);
+    with ``hold``, first pause until resumed (`taskmark pause`).
 
     Raises:
         PhaseFailed: The phase could not form its outputs; the record is on ``runtime``.
     """
     lifecycle = _Lifecycle(definition, phase, inputs, upstream, runtime)
     runtime.records[phase.name] = lifecycle.record
-    return await lifecycle.run()
+    return await lifecycle.run(hold=hold)

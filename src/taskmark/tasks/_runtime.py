@@ -69,8 +69,6 @@ class Runtime:
     flow_run_id: str | None = None
     hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] = field(default_factory=dict)
     """Python callbacks by moment (``phase:start``, ``phase:complete``, ...)."""
-    pause_requested: bool = False
-    """`taskmark pause` asked the run to hold before its next phase starts."""
     _providers: dict[tuple[str | None, str | None], ChatModel] = field(default_factory=dict)
     _calls: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
