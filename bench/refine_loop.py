@@ -14,7 +14,7 @@ answer state, stage records with ``PhaseRecord.record``).
 A second table times ``PhaseRecord.record`` alone — the stage-result merge — on a record that
 already holds 1,000 vs 10,000 stage results, per merge.
 
-    python bench/context.py [--repeats 3]
+    python bench/refine_loop.py [--repeats 3]
 
 Goal (issue 4): time per iteration at 10,000 within 1.2× of that at 1,000.
 """
