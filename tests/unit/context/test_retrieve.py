@@ -1,0 +1,39 @@
+"""Retrieval: TF-IDF cosine ranking, top k, and the per-process index cache."""
+
+from __future__ import annotations
+
+from taskmark.context import Candidate, DocumentIndex, index_for
+
+DOCS = [
+    Candidate("doc:bread.md", "document", "bread.md", "Sourdough bread needs a starter, flour and water. Bake it hot."),
+    Candidate("doc:chess.md", "document", "chess.md", "The Sicilian defence is a chess opening for black."),
+    Candidate("doc:tides.md", "document", "tides.md", "Tides rise twice a day: the moon pulls the sea. Spring tides follow the full moon."),
+    Candidate("refers:ledger/Verdict", "refers", "ledger/Verdict (run 1a2b3c4d)", "Verdict: the moon and tides report is sound."),
+]
+
+
+def test_the_relevant_document_comes_first_and_nothing_unrelated_comes() -> None:
+    ranked = DocumentIndex(DOCS).rank("why do the tides follow the moon?", 5)
+    assert [c.id for c in ranked] == ["doc:tides.md", "refers:ledger/Verdict"]
+    assert ranked[0].score is not None and ranked[1].score is not None and 1 >= ranked[0].score > ranked[1].score > 0
+    assert ranked[0].text == DOCS[2].text and DOCS[2].score is None  # copies
+
+
+def test_k_is_respected_and_equal_scores_go_by_id() -> None:
+    same = [Candidate(f"doc:{n}.md", "document", f"{n}.md", "tides and the moon") for n in "dcab"]
+    index = DocumentIndex([*same, DOCS[0]])
+    assert [c.id for c in index.rank("tides", 3)] == ["doc:a.md", "doc:b.md", "doc:c.md"]
+    assert index.rank("tides", 0) == []
+
+
+def test_no_documents_or_only_stop_words_rank_nothing() -> None:
+    assert DocumentIndex([]).rank("tides", 5) == []
+    assert DocumentIndex([Candidate("doc:a.md", "document", "a.md", "the and of")]).rank("the", 5) == []
+    assert DocumentIndex(DOCS).rank("zebra quantum", 5) == []
+
+
+def test_the_index_is_built_once_per_set_of_documents() -> None:
+    first = index_for(DOCS)
+    assert index_for(list(DOCS)) is first
+    assert index_for(DOCS[:2]) is not first
+    assert index_for([*DOCS[:3], Candidate("refers:ledger/Verdict", "refers", "ledger/Verdict (run 9)", DOCS[3].text)]) is not first
