@@ -32,6 +32,7 @@ from taskmark.definition._spec import (
     AgentSettings,
     Approval,
     CachePolicy,
+    ContextOptions,
     CritiqueOptions,
     InlineAgent,
     LLMSettings,
@@ -39,9 +40,11 @@ from taskmark.definition._spec import (
     PhaseOptions,
     RefineOptions,
     Requirement,
+    Retrieval,
     RetryPolicy,
     Schedule,
     matches_type,
+    merge_context,
 )
 from taskmark.definition._templates import render_template
 
@@ -56,6 +59,7 @@ __all__ = [
     "AggregateStep",
     "Approval",
     "CachePolicy",
+    "ContextOptions",
     "CritiqueOptions",
     "CustomStep",
     "Definition",
@@ -70,6 +74,7 @@ __all__ = [
     "RefineOptions",
     "Report",
     "Requirement",
+    "Retrieval",
     "RetryPolicy",
     "RouteStep",
     "Schedule",
@@ -82,6 +87,7 @@ __all__ = [
     "known_step_kinds",
     "load_definition",
     "matches_type",
+    "merge_context",
     "register_step_kind",
     "render_graph",
     "render_template",

@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from taskmark.definition._context import check_context_options
 from taskmark.definition._model import Agent
 from taskmark.definition._source import Location, Reporter, Source, did_you_mean, read_source
 from taskmark.definition._spec import AgentSettings, InlineAgent, LLMSettings
@@ -35,11 +36,13 @@ def agent_from_inline(agent_id: str, value: object, spans: Spans, reporter: Repo
     settings = validate_spec(InlineAgent, value if value is not None else {}, spans, reporter, f"agent '{agent_id}'")
     if settings is None:
         return None
+    check_context_options(settings.context, spans, ("context",), reporter)
     return Agent(
         id=agent_id,
         description=settings.description,
         system_prompt=settings.system_prompt.strip(),
         llm=_llm(settings),
+        context=settings.context,
         location=spans.root,
     )
 
@@ -108,11 +111,13 @@ class AgentFinder:
             checked = validate_spec(AgentSettings, value if value is not None else {}, spans, self.reporter, "agent front matter")
             if checked is None:
                 return None
+            check_context_options(checked.context, spans, ("context",), self.reporter)
             body_start, settings = end + 1, checked
         return Agent(
             id=agent_id,
             description=settings.description,
             system_prompt="\n".join(source.lines[body_start:]).strip(),
             llm=_llm(settings),
+            context=settings.context,
             location=source.at(0),
         )

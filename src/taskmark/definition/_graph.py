@@ -1,14 +1,15 @@
-"""The phase DAG: order, cycles, ancestry, and drawings of it (Mermaid, DOT, JSON)."""
+"""The phase DAG: order, cycles, ancestry, and drawings of it with the other links (Mermaid, DOT, JSON)."""
 
 from __future__ import annotations
 
 import heapq
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from taskmark.definition._model import Definition
+    from taskmark.definition._model import Definition, Phase
 
 __all__ = ["ancestors", "find_cycles", "render_graph", "topological_order"]
 
@@ -94,19 +95,77 @@ def ancestors(depends_on: Edges, name: str) -> set[str]:
     return found
 
 
+@dataclass(frozen=True)
+class _Edge:
+    source: str
+    target: str
+    kind: str
+
+
+_LINKS = ("refers", "duplicates", "relates_to")
+"""Phase options that name other phases, each drawn as the edge kind of the same name."""
+
+_MERMAID_ARROWS = {
+    "requires": "-->",
+    "refers": "-.->|refers|",
+    "duplicates": "<-.->|duplicates|",
+    "relates_to": "-.-|relates to|",
+    "documents": "-.->|documents|",
+}
+_DOT_STYLES = {
+    "requires": "",
+    "refers": ' [style=dashed, label="refers"]',
+    "duplicates": ' [style=dotted, dir=both, label="duplicates"]',
+    "relates_to": ' [style=dotted, dir=none, label="relates to"]',
+    "documents": ' [style=dashed, label="documents"]',
+}
+
+
+def _edges(definition: Definition, phases: Sequence[Phase]) -> tuple[list[_Edge], list[str], list[str]]:
+    """Every edge, then the nodes that are not phases: other definitions' phases, documents entries.
+
+    Data flows along requires, refers and documents edges (from the phase or file read, to
+    the phase reading it); duplicates and relates_to go from the phase that names the other.
+    """
+    own = definition.name + "/"
+
+    def node(target: str) -> str:
+        # `own-name/Phase` is this definition's phase (its earlier runs, for refers).
+        return target[len(own):] if target.startswith(own) else target
+
+    edges = [_Edge(dep, p.name, "requires") for p in phases for dep in p.depends_on]
+    for p in phases:
+        for kind in _LINKS:
+            for target in getattr(p.options, kind):
+                edge = _Edge(node(target), p.name, kind) if kind == "refers" else _Edge(p.name, node(target), kind)
+                edges.append(edge)
+        edges += [_Edge(entry, p.name, "documents") for entry in p.options.documents]
+    names = {p.name for p in phases}
+    others = [e.source if e.kind == "refers" else e.target for e in edges if e.kind in _LINKS]
+    external = list(dict.fromkeys(n for n in others if n not in names))
+    documents = list(dict.fromkeys(e.source for e in edges if e.kind == "documents"))
+    return edges, external, documents
+
+
 def render_graph(definition: Definition, fmt: str) -> str:
-    """The phase DAG as ``mermaid``, ``dot`` or ``json`` text.
+    """The phase graph as ``mermaid``, ``dot`` or ``json`` text.
+
+    Besides dependsOn (``requires``, solid), it draws ``refers``, ``duplicates`` and
+    ``relatesTo`` (dashed or dotted, labelled), each `documents` entry as a node of its own,
+    another definition's phase as a node of its own, and marks the index.
 
     Raises:
         ValueError: For an unknown format.
     """
     phases = definition.run_order()
-    edges = [(dep, p.name) for p in phases for dep in p.depends_on]
+    edges, external, documents = _edges(definition, phases)
+    index = definition.metadata.index
     if fmt == "json":
         return json.dumps(
             {
                 "name": definition.name,
                 "title": definition.title,
+                "index": index,
                 "phases": [
                     {
                         "name": p.name,
@@ -114,28 +173,57 @@ def render_graph(definition: Definition, fmt: str) -> str:
                         "parallel": p.parallel,
                         "steps": [s.kind for s in p.steps],
                         "line": p.location.line,
+                        "refers": p.options.refers,
+                        "documents": p.options.documents,
+                        "index": p.options.index,
+                        "review": p.options.review,
                     }
                     for p in phases
                 ],
-                "edges": [{"from": a, "to": b} for a, b in edges],
+                "edges": [{"from": e.source, "to": e.target, "kind": e.kind} for e in edges],
             },
             indent=2,
         )
     ids = {p.name: f"p{i}" for i, p in enumerate(phases)}
+    ids.update({name: f"x{i}" for i, name in enumerate(external)})
+    doc_ids = {entry: f"d{i}" for i, entry in enumerate(documents)}
+
+    def ends(edge: _Edge) -> tuple[str, str]:
+        source = doc_ids[edge.source] if edge.kind == "documents" else ids[edge.source]
+        return source, ids[edge.target]
+
     if fmt == "mermaid":
+
+        def text(label: str) -> str:
+            return label.replace('"', "#quot;")
+
         lines = ["flowchart TD"]
         for p in phases:
-            label = p.name.replace('"', "#quot;") + (" ∥" if p.parallel else "")
+            label = text(p.name) + (" ∥" if p.parallel else "") + (" (index)" if p.options.index else "")
             lines.append(f'    {ids[p.name]}["{label}"]')
-        lines += [f"    {ids[a]} --> {ids[b]}" for a, b in edges]
+        lines += [f'    {ids[name]}[/"{text(name)}"/]' for name in external]
+        lines += [f'    {doc_ids[entry]}[("{text(entry)}")]' for entry in documents]
+        if index is not None:
+            lines.append(f'    idx[["index: {text(index)}"]]')
+        for edge in edges:
+            source, target = ends(edge)
+            lines.append(f"    {source} {_MERMAID_ARROWS[edge.kind]} {target}")
         return "\n".join(lines)
     if fmt == "dot":
         quote = json.dumps  # DOT strings use the same escapes as JSON for quotes and backslashes
         lines = [f"digraph {quote(definition.name)} {{", "    rankdir=TB;"]
         for p in phases:
             shape = ", peripheries=2" if p.parallel else ""
-            lines.append(f"    {ids[p.name]} [label={quote(p.name)}, shape=box{shape}];")
-        lines += [f"    {ids[a]} -> {ids[b]};" for a, b in edges]
+            marked = ", style=bold" if p.options.index else ""
+            label = p.name + (" (index)" if p.options.index else "")
+            lines.append(f"    {ids[p.name]} [label={quote(label)}, shape=box{shape}{marked}];")
+        lines += [f'    {ids[name]} [label={quote(name)}, shape=box, style="rounded,dashed"];' for name in external]
+        lines += [f"    {doc_ids[entry]} [label={quote(entry)}, shape=cylinder];" for entry in documents]
+        if index is not None:
+            lines.append(f"    idx [label={quote('index: ' + index)}, shape=note];")
+        for edge in edges:
+            source, target = ends(edge)
+            lines.append(f"    {source} -> {target}{_DOT_STYLES[edge.kind]};")
         lines.append("}")
         return "\n".join(lines)
     raise ValueError(f"unknown graph format {fmt!r}; expected mermaid, dot or json")

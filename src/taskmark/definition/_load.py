@@ -8,7 +8,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic.alias_generators import to_snake
+
 from taskmark.definition._agents import AgentFinder, agent_from_inline
+from taskmark.definition._context import (
+    LINK_KEYS,
+    Siblings,
+    check_context_options,
+    check_documents,
+    check_file,
+    check_index,
+    check_target,
+    implicit_index_dependencies,
+)
 from taskmark.definition._expressions import check_expression, references
 from taskmark.definition._graph import ancestors, find_cycles
 from taskmark.definition._markdown import RawBlock, RawPhase, RawSection, parse_markdown
@@ -99,6 +111,7 @@ class _Loader:
         self.source = source
         self.reporter = reporter
         self.option_spans: dict[str, Spans] = {}
+        self.metadata_spans: Spans | None = None
 
     def _spec(self, block: RawBlock, model: type[Spec], what: str) -> tuple[Spec, Spans] | None:
         loaded = load_yaml(block.text, self.source, block.line0, self.reporter, indent=block.indent, what=what)
@@ -123,8 +136,9 @@ class _Loader:
         else:
             checked = self._spec(raw.metadata, Metadata, "metadata")
             if checked is not None and isinstance(checked[0], Metadata):
-                metadata = checked[0]
+                metadata, self.metadata_spans = checked[0], checked[1]
                 self._check_schedule(metadata, checked[1])
+                check_context_options(metadata.context, checked[1], ("context",), self.reporter)
         if not raw.phases:
             self.reporter.error(raw.title_location, "a definition needs at least one '## Phase: NAME' section")
         phases: list[Phase] = []
@@ -139,6 +153,8 @@ class _Loader:
             if phase is not None:
                 phases.append(phase)
         self._check_graph(phases)
+        self._check_context(phases, metadata)
+        phases = self._with_index_dependencies(phases)
         agents = self._resolve_agents(phases, inline)
         if metadata is not None:
             edges = {p.name: p.depends_on for p in phases}
@@ -165,6 +181,7 @@ class _Loader:
             if checked is None:
                 return None
             options, self.option_spans[raw.name] = checked  # type: ignore[assignment]
+            check_context_options(options.context, self.option_spans[raw.name], ("context",), self.reporter)
         sections = raw.sections
         steps = [s for s in (parse_step(i, self.reporter) for i in _items(sections, "Steps")) if s is not None]
         listed = [a for a in (parse_agent_name(i, self.reporter) for i in _items(sections, "Agents")) if a]
@@ -262,6 +279,47 @@ class _Loader:
                 self._depends_at(by_name[cycle[0]]),
                 "dependency cycle: " + " → ".join(cycle) + " (each phase depends on the next)",
             )
+
+    def _option_at(self, phase: Phase, key: str, index: int | None = None) -> Location:
+        """Where the value of option ``key`` (its item ``index``) of ``phase`` is written."""
+        spans = self.option_spans.get(phase.name)
+        if spans is None:
+            return phase.location
+        return spans.value((key,) if index is None else (key, index))
+
+    def _check_context(self, phases: list[Phase], metadata: Metadata | None) -> None:
+        """`refers`/`duplicates`/`relatesTo` targets, `documents`, the index. Cycles through
+        `refers` are allowed: a phase reads the latest completed outputs and never waits."""
+        base = Path(self.source.path).parent
+        names = [p.name for p in phases]
+        siblings = Siblings(self.source.path)
+        own_name = metadata.name if metadata is not None else None
+        index_at = self.metadata_spans.value(("index",)) if self.metadata_spans is not None else None
+        if metadata is not None and metadata.index is not None and index_at is not None:
+            problem = check_file(base, metadata.index, "index")
+            if problem is not None:
+                self.reporter.error(index_at, problem)
+        for phase in phases:
+            for key, verb in LINK_KEYS:
+                for i, target in enumerate(getattr(phase.options, to_snake(key))):
+                    problem = check_target(target, phase.name, verb, names, own_name, siblings)
+                    if problem is not None:
+                        self.reporter.error(self._option_at(phase, key, i), problem)
+            for i, entry in enumerate(phase.options.documents):
+                problem = check_documents(base, entry)
+                if problem is not None:
+                    self.reporter.error(self._option_at(phase, "documents", i), problem)
+        index_phases = [(p.name, p.location, self._option_at(p, "index")) for p in phases if p.options.index]
+        for where, problem in check_index(metadata, index_at, index_phases):
+            self.reporter.error(where, problem)
+
+    def _with_index_dependencies(self, phases: list[Phase]) -> list[Phase]:
+        """The phases, each phase not upstream of the index phase made to wait for it."""
+        changed = implicit_index_dependencies({p.name: p.options for p in phases})
+        return [
+            p.model_copy(update={"options": p.options.model_copy(update={"depends_on": changed[p.name]})}) if p.name in changed else p
+            for p in phases
+        ]
 
     def _resolve_agents(self, phases: list[Phase], inline: dict[str, Agent]) -> dict[str, Agent]:
         finder = AgentFinder(self.source.path, self.reporter)

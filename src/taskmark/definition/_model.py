@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskmark.definition._source import Location
 from taskmark.definition._spec import (
+    ContextOptions,
     CritiqueOptions,
     LLMSettings,
     Metadata,
@@ -158,6 +160,7 @@ class Agent(_Located):
     description: str | None = Field(default=None, description="What the agent is for.")
     system_prompt: str = Field(default="", description="The system prompt.")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="The agent's model settings.")
+    context: ContextOptions | None = Field(default=None, description="The agent's context options, if it sets any.")
 
 
 class Definition(_Located):
@@ -172,6 +175,35 @@ class Definition(_Located):
     def name(self) -> str:
         """The slug naming the flow."""
         return self.metadata.name
+
+    @property
+    def source_dir(self) -> Path:
+        """The folder of the definition file, as the user named it: `documents` and `index` are relative to it."""
+        return Path(self.location.path).parent
+
+    def index_path(self) -> Path | None:
+        """The index document named in the metadata, if any (an index phase is :meth:`index_phase`)."""
+        return self.source_dir / self.metadata.index if self.metadata.index is not None else None
+
+    def index_phase(self) -> Phase | None:
+        """The phase with `index: true`, if any."""
+        return next((p for p in self.phases if p.options.index), None)
+
+    def documents(self, phase: Phase) -> list[Path]:
+        """The files ``phase``'s `documents` entries match now: sorted, each once.
+
+        Example:
+            >>> definition = load_definition("definitions/daily-market-analysis.md")
+            >>> [p.name for p in definition.documents(definition.phase("Rapid Analysis"))][:2]
+            ['crypto-market-structure.md', 'index.md']
+        """
+        from taskmark.definition._context import match_documents
+
+        found: dict[Path, Path] = {}
+        for entry in phase.options.documents:
+            for path in match_documents(self.source_dir, entry):
+                found.setdefault(path.resolve(), path)
+        return sorted(found.values())
 
     def phase(self, name: str) -> Phase:
         """The phase called ``name``.

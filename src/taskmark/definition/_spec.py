@@ -35,6 +35,7 @@ __all__ = [
     "AgentSettings",
     "Approval",
     "CachePolicy",
+    "ContextOptions",
     "CritiqueOptions",
     "Duration",
     "InlineAgent",
@@ -44,10 +45,12 @@ __all__ = [
     "PhaseOptions",
     "RefineOptions",
     "Requirement",
+    "Retrieval",
     "RetryPolicy",
     "Schedule",
     "Spec",
     "matches_type",
+    "merge_context",
 ]
 
 STAGES = (
@@ -334,6 +337,55 @@ class Schedule(Spec):
         return self
 
 
+class Retrieval(Spec):
+    """Rank documents and referred outputs against the step's prompt; keep the best (`true`, or `{k: N}`)."""
+
+    k: int = Field(default=5, ge=1, le=100, description="How many of the ranked documents and referred outputs to keep.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        return {} if value is True else value
+
+
+class ContextOptions(Spec):
+    """What each agent call is given besides its prompt; each level (agent, phase, definition) overrides the next, key by key."""
+
+    budget_tokens: int | None = Field(
+        default=None, ge=1, description="Tokens of context per agent call; by default the model's context window less the prompt and the answer."
+    )
+    summarize: Literal["extract", "llm"] = Field(
+        default="extract", description="How an item too large for the room left is shortened: by extracting sentences, or by asking the model."
+    )
+    retrieval: Annotated[Retrieval | None, BeforeValidator(lambda v: None if v is False else v)] = Field(
+        default=None, description="Rank documents and referred outputs against the prompt and keep the top k (`true` keeps 5)."
+    )
+    template: str | None = Field(
+        default=None, description="A Jinja2 layout of the context and the prompt instead of the default; it reads items, prompt and note."
+    )
+
+
+def merge_context(*layers: ContextOptions | None) -> ContextOptions:
+    """Merge context options, most specific first: for each key, the first layer that sets it wins.
+
+    Args:
+        layers: Options of the agent, the phase, the definition (None where a level sets none).
+
+    Returns:
+        The options in force; the defaults where no layer sets a key.
+
+    Example:
+        >>> merge_context(ContextOptions(budget_tokens=400), None, ContextOptions(budget_tokens=900, summarize="llm"))
+        ContextOptions(budget_tokens=400, summarize='llm', retrieval=None, template=None)
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer is not None:
+            for name in layer.model_fields_set:
+                merged.setdefault(name, getattr(layer, name))
+    return ContextOptions.model_validate(merged)
+
+
 class Metadata(Spec):
     """The first ```yaml block of a definition."""
 
@@ -347,6 +399,10 @@ class Metadata(Spec):
     requirements: dict[str, Requirement] = Field(default_factory=dict, description="The workflow's inputs (flow parameters).")
     schedule: Schedule | None = Field(default=None, description="When a deployment runs by itself.")
     cache: CachePolicy | None = Field(default=None, description="Reuse identical LLM answers for a while.")
+    index: str | None = Field(
+        default=None, description="The index document, relative to the definition's folder: conventions every agent call gets first."
+    )
+    context: ContextOptions | None = Field(default=None, description="Context options of every agent call.")
 
     @field_validator("requirements")
     @classmethod
@@ -398,6 +454,24 @@ class PhaseOptions(Spec):
     approval: Annotated[Approval | None, BeforeValidator(lambda v: None if v is False else v)] = Field(
         default=None, description="Pause before the phase until a person approves it (`true`, or prompt/fields/timeout)."
     )
+    refers: Annotated[list[Name], BeforeValidator(_one_or_list)] = Field(
+        default_factory=list,
+        description="Phases whose most recent completed outputs this one may use without waiting: 'Phase Name' of this definition, or 'definition-name/Phase Name' of another in the same folder.",
+    )
+    documents: Annotated[list[Name], BeforeValidator(_one_or_list)] = Field(
+        default_factory=list, description="Markdown or text files the phase may draw on: paths or globs relative to the definition's folder."
+    )
+    context: ContextOptions | None = Field(default=None, description="Context options of this phase's agent calls.")
+    review: Literal["context"] | None = Field(
+        default=None, description="`context`: pause before inference for a person to pin or exclude context items."
+    )
+    index: StrictBool = Field(default=False, description="This phase's output is the index document of the phases after it.")
+    duplicates: Annotated[list[Name], BeforeValidator(_one_or_list)] = Field(
+        default_factory=list, description="Phases this one duplicates (for tools only; targets as in refers)."
+    )
+    relates_to: Annotated[list[Name], BeforeValidator(_one_or_list)] = Field(
+        default_factory=list, description="Phases this one relates to (for tools only; targets as in refers)."
+    )
 
     @field_validator("handlers")
     @classmethod
@@ -430,6 +504,7 @@ class AgentSettings(Spec):
     model: str | None = Field(default=None, description="A litellm model string.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int | None = Field(default=None, ge=1, description="Most tokens in an answer.")
+    context: ContextOptions | None = Field(default=None, description="Context options of this agent's calls; they override the phase's and the definition's.")
 
 
 class InlineAgent(AgentSettings):

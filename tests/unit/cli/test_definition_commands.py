@@ -84,7 +84,7 @@ def test_graph_mermaid_dot_json(corpus: Path) -> None:
     dot = runner.invoke(app, ["graph", "--format", "dot", "valid/full.md"])
     assert "p0 -> p1;" in dot.stdout and dot.stdout.startswith('digraph "full-tour" {')
     graph = json.loads(runner.invoke(app, ["graph", "--format", "json", "valid/full.md"]).stdout)
-    assert graph["edges"] == [{"from": "Research", "to": "Draft"}, {"from": "Draft", "to": "Publish"}]
+    assert graph["edges"] == [{"from": "Research", "to": "Draft", "kind": "requires"}, {"from": "Draft", "to": "Publish", "kind": "requires"}]
 
 
 def test_graph_of_invalid_definition_exits_1(corpus: Path) -> None:

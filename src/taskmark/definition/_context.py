@@ -1,0 +1,261 @@
+"""What agent calls draw on besides their prompt: refers targets, documents, the index, layouts.
+
+Checked at load time without reading the documents: each `refers`, `duplicates` and `relatesTo`
+target names a phase (of this definition, or of a definition in the same folder), each
+`documents` entry matches markdown or text files, the index exists, a context layout compiles.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskmark.definition._graph import ancestors, find_cycles, topological_order
+from taskmark.definition._markdown import parse_markdown
+from taskmark.definition._source import Location, Reporter, did_you_mean, read_source
+from taskmark.definition._spec import ContextOptions, Metadata, PhaseOptions
+from taskmark.definition._templates import check_template
+from taskmark.definition._yaml import Spans, load_yaml
+
+__all__ = [
+    "DOCUMENT_SUFFIXES",
+    "LAYOUT_NAMES",
+    "LINK_KEYS",
+    "Sibling",
+    "Siblings",
+    "check_context_options",
+    "check_documents",
+    "check_file",
+    "check_index",
+    "check_target",
+    "implicit_index_dependencies",
+    "match_documents",
+]
+
+DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt")
+"""What `documents` and `index` may name: markdown or plain text."""
+
+LAYOUT_NAMES = ("items", "prompt", "note")
+"""The names a context layout (`context.template`) reads."""
+
+LINK_KEYS = (("refers", "refers to"), ("duplicates", "duplicates"), ("relatesTo", "relates to"))
+"""The phase options that name other phases, and the verb each reads as in messages."""
+
+
+def match_documents(base: Path, entry: str) -> list[Path]:
+    """The files a `documents` entry names: a path or glob (``**`` included) relative to ``base``.
+
+    Args:
+        base: The definition's folder.
+        entry: The entry as written.
+
+    Returns:
+        The matching files (folders left out), sorted.
+    """
+    found = glob.glob(entry, root_dir=base, recursive=True)
+    return sorted({base / name for name in found if (base / name).is_file()})
+
+
+def check_file(base: Path, entry: str, what: str) -> str | None:
+    """Why ``entry`` (relative to ``base``) is not a markdown or text file, or None when it is."""
+    path = base / entry
+    if path.is_dir():
+        return f"{what}: '{entry}' is a folder; expected a markdown or text file"
+    if not path.is_file():
+        looked = f" (looked for {path.as_posix()})" if path.as_posix() != entry else ""
+        return f"{what}: file '{entry}' does not exist{looked}"
+    return _not_text(base, entry, [path], what)
+
+
+def check_documents(base: Path, entry: str) -> str | None:
+    """Why a `documents` entry is wrong (it matches no file, names a folder, or files that are not text), or None."""
+    matches = match_documents(base, entry)
+    if not matches:
+        if (base / entry).is_dir():
+            return f"documents: '{entry}' is a folder; to take its files write '{entry.rstrip('/')}/*.md'"
+        return f"documents: '{entry}' matches no file in {_folder(base)}"
+    return _not_text(base, entry, matches, "documents")
+
+
+def _not_text(base: Path, entry: str, paths: Sequence[Path], what: str) -> str | None:
+    wrong = [p for p in paths if p.suffix.lower() not in DOCUMENT_SUFFIXES]
+    if not wrong:
+        return None
+    kinds = f"markdown or text ({', '.join(DOCUMENT_SUFFIXES)})"
+    if wrong == [base / entry]:
+        return f"{what}: '{entry}' is not {kinds}"
+    try:
+        shown = wrong[0].relative_to(base).as_posix()
+    except ValueError:
+        shown = wrong[0].as_posix()
+    more = f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""
+    return f"{what}: '{entry}' matches '{shown}'{more}, which is not {kinds}"
+
+
+def _folder(base: Path) -> str:
+    return str(base) if str(base) not in ("", ".") else "the current folder"
+
+
+def check_context_options(options: ContextOptions | None, spans: Spans, at: tuple[str, ...], reporter: Reporter) -> None:
+    """Report a context layout (``options.template``) that does not compile or reads unknown names.
+
+    Args:
+        options: The options, if any were given.
+        spans: Where the YAML they were read from sits.
+        at: The key path of the options in that YAML (``("context",)``).
+        reporter: Where errors go.
+    """
+    if options is None or options.template is None:
+        return
+    where = spans.value((*at, "template"))
+    check = check_template(options.template, LAYOUT_NAMES)
+    if check.syntax_error is not None:
+        line, msg = check.syntax_error
+        reporter.error(where, f"invalid context template: {msg}" + (f" (line {line + 1} of the template)" if line else ""))
+        return
+    for name in check.unknown_names:
+        reporter.error(
+            where, f"unknown name '{name}' in context template; expected one of {', '.join(LAYOUT_NAMES)}" + did_you_mean(name, LAYOUT_NAMES)
+        )
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """Another definition in the same folder, read only as far as its name and phase names."""
+
+    name: str
+    path: str
+    phases: tuple[str, ...]
+
+
+class Siblings:
+    """The definitions in one folder beside a definition, each file read once (on first need)."""
+
+    def __init__(self, definition_path: str) -> None:
+        self.folder = os.path.dirname(definition_path)
+        self.own = Path(definition_path).resolve()
+        self._found: dict[str, Sibling] | None = None
+
+    @property
+    def shown_folder(self) -> str:
+        """The folder as the user would name it."""
+        return self.folder or "."
+
+    def all(self) -> dict[str, Sibling]:
+        """The definitions of the folder by name (the first file wins a name given twice)."""
+        if self._found is None:
+            self._found = {}
+            for path in sorted(Path(self.folder or ".").glob("*.md")):
+                sibling = _read_sibling(str(path) if self.folder else path.name) if path.resolve() != self.own else None
+                if sibling is not None:
+                    self._found.setdefault(sibling.name, sibling)
+        return self._found
+
+
+def _read_sibling(path: str) -> Sibling | None:
+    """Name and phases of a definition file; None when the file is no definition."""
+    quiet = Reporter()  # a sibling's own errors are its own validation's business
+    source = read_source(path, quiet)
+    if source is None:
+        return None
+    raw = parse_markdown(source, quiet)
+    if raw.metadata is None:
+        return None
+    loaded = load_yaml(raw.metadata.text, source, raw.metadata.line0, quiet, indent=raw.metadata.indent)
+    if loaded is None or not isinstance(loaded[0], dict) or not isinstance(loaded[0].get("name"), str):
+        return None
+    return Sibling(name=loaded[0]["name"], path=path, phases=tuple(p.name for p in raw.phases))
+
+
+def check_target(target: str, phase: str, verb: str, phases: Sequence[str], own_name: str | None, siblings: Siblings) -> str | None:
+    """Why a `refers`, `duplicates` or `relatesTo` target does not name a phase, or None when it does.
+
+    Args:
+        target: ``Phase Name`` (of this definition) or ``definition-name/Phase Name``.
+        phase: The phase whose option it is.
+        verb: How the option reads ("refers to").
+        phases: The phase names of this definition.
+        own_name: This definition's name (None when its metadata is invalid: then
+            qualified targets are not checked).
+        siblings: The definitions in the same folder.
+    """
+    if "/" not in target:
+        if target == phase:
+            hint = f"; to use its own earlier runs, write '{own_name}/{phase}'" if verb == "refers to" and own_name else ""
+            return f"phase '{phase}' {verb} itself{hint}"
+        if target not in phases:
+            hint = did_you_mean(target, phases) or "; a phase of another definition is written 'definition-name/Phase Name'"
+            return f"phase '{phase}' {verb} unknown phase '{target}'{hint}"
+        return None
+    name, _, other = target.partition("/")
+    if not name or not other:
+        return f"phase '{phase}' {verb} '{target}'; expected 'Phase Name' or 'definition-name/Phase Name'"
+    if own_name is None:
+        return None
+    if name == own_name:
+        if other not in phases:
+            return f"phase '{phase}' {verb} '{target}', but this definition has no phase '{other}'" + did_you_mean(other, phases)
+        return None
+    found = siblings.all()
+    if name not in found:
+        known = sorted(found)
+        return (
+            f"phase '{phase}' {verb} '{target}', but no definition in {siblings.shown_folder} is named '{name}'"
+            + (f"; definitions there: {', '.join(known)}" if known else "")
+            + did_you_mean(name, known)
+        )
+    sibling = found[name]
+    if other not in sibling.phases:
+        return f"phase '{phase}' {verb} '{target}', but definition '{name}' ({sibling.path}) has no phase '{other}'" + did_you_mean(other, sibling.phases)
+    return None
+
+
+def implicit_index_dependencies(options: dict[str, PhaseOptions]) -> dict[str, list[str]]:
+    """The dependsOn an index phase adds: every phase not upstream of it comes after it.
+
+    Only the phases that would not otherwise wait for the index phase (through another
+    dependency) get it as a direct dependency, so the graph stays as plain as the file.
+
+    Args:
+        options: Each phase's options, by name, in file order.
+
+    Returns:
+        The new dependsOn of each phase that changes; empty without exactly one index phase
+        or with a dependency cycle (both reported elsewhere).
+    """
+    index = [name for name, o in options.items() if o.index]
+    edges = {name: o.depends_on for name, o in options.items()}
+    if len(index) != 1 or find_cycles(edges):
+        return {}
+    upstream = ancestors(edges, index[0])
+    waits = {index[0]}
+    changed: dict[str, list[str]] = {}
+    for name in topological_order(edges):
+        if name in waits or name in upstream:
+            continue
+        if not any(dep in waits for dep in edges[name]):
+            changed[name] = [*edges[name], index[0]]
+        waits.add(name)
+    return changed
+
+
+def check_index(metadata: Metadata | None, metadata_at: Location | None, index_phases: Sequence[tuple[str, Location, Location]]) -> list[tuple[Location, str]]:
+    """Errors of index phases: more than one, or one beside a metadata `index`.
+
+    Args:
+        metadata: The metadata, when valid.
+        metadata_at: Where its `index` value is.
+        index_phases: (name, heading location, `index` value location) of each index phase.
+    """
+    problems: list[tuple[Location, str]] = []
+    for i, (name, _, at) in enumerate(index_phases):
+        if i > 0:
+            first, first_at, _ = index_phases[0]
+            problems.append((at, f"phase '{name}' is an index phase, but phase '{first}' already is (line {first_at.line}); a definition has one index"))
+        elif metadata is not None and metadata.index is not None:
+            line = f" (line {metadata_at.line})" if metadata_at is not None else ""
+            problems.append((at, f"phase '{name}' is an index phase, but the metadata already names the index document '{metadata.index}'{line}; keep one"))
+    return problems
