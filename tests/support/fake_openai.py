@@ -43,6 +43,7 @@ class Reply:
     error_code: str | None = None
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    finish_reason: str = "stop"
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def _completion_body(reply: Reply, model: str) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "finish_reason": "stop",
+                "finish_reason": reply.finish_reason,
                 "message": {"role": "assistant", "content": reply.content},
             }
         ],

@@ -4,7 +4,8 @@ This is the only package that imports litellm, and it does so lazily: importing
 ``taskmark.blocks`` (as Prefect does for every process, through the ``prefect.collections``
 entry point) never pays litellm's import time.
 
-Flows and tasks reach LLMs through ``ChatModel.acomplete``; ``LLMProvider`` is the block
+Flows and tasks reach LLMs through ``ChatModel.acomplete`` (and size prompts with its
+``count_tokens`` and ``context_window``); ``LLMProvider`` is the block
 that implements it, ``resolve_provider`` picks one for a call, ``call_agent`` turns an
 agent and a prompt into an accounted call, and ``LLM_REQUEST_CACHE`` caches answers in
 Prefect's own task cache.
@@ -21,6 +22,7 @@ from taskmark.blocks._cache import (
 )
 from taskmark.blocks._errors import classify, redact
 from taskmark.blocks._local import (
+    LOCAL_CONTEXT_WINDOW,
     LOCAL_MODEL,
     LocalEndpoint,
     local_endpoint,
@@ -42,6 +44,7 @@ __all__ = [
     "COMPLETED_EVENT",
     "FAILED_EVENT",
     "LLM_REQUEST_CACHE",
+    "LOCAL_CONTEXT_WINDOW",
     "LOCAL_MODEL",
     "Backoff",
     "CallLabels",

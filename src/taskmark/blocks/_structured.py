@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from ._types import Message, Schema
+from ._types import Completion, Message, Schema
 
 __all__ = [
     "OutputMode",
@@ -142,19 +142,33 @@ def _validate_json_schema(value: Any, schema: Mapping[str, Any]) -> None:
 
 
 def repair_messages(
-    messages: Sequence[Message], reply: str, reason: str, schema: Schema
+    messages: Sequence[Message], reply: Completion, reason: str, schema: Schema
 ) -> list[Message]:
-    """The conversation for the one repair attempt: the bad reply and what was wrong."""
+    """The conversation for the one repair attempt.
+
+    A complete reply is quoted back with what was wrong with it. A reply cut off at the
+    token limit is not: it is usually a small model repeating itself, and shown its own
+    loop it repeats it again; it is asked for afresh, and for less.
+    """
+    wanted = "only the JSON value, matching this JSON Schema: " + json.dumps(
+        schema_json(schema), separators=(",", ":")
+    )
+    if reply.truncated:
+        return [
+            *messages,
+            Message(
+                role="user",
+                content=(
+                    "Your last answer ran past the length limit before its JSON ended. "
+                    f"Answer again, more briefly, with {wanted}"
+                ),
+            ),
+        ]
     return [
         *messages,
-        Message(role="assistant", content=reply),
+        Message(role="assistant", content=reply.text),
         Message(
-            role="user",
-            content=(
-                f"That reply cannot be used ({reason}). Answer again with only the "
-                "JSON value, matching this JSON Schema: "
-                + json.dumps(schema_json(schema), separators=(",", ":"))
-            ),
+            role="user", content=f"That reply cannot be used ({reason}). Answer again with {wanted}"
         ),
     ]
 

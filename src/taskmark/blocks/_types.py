@@ -2,7 +2,8 @@
 
 ``ChatModel`` is the whole interface flows and tasks depend on, in the spirit of
 pydantic-ai's ``Model``: anything with an ``acomplete`` (a saved block, a test double, a
-wrapper that adds caching or tracing) can answer an agent step.
+wrapper that adds caching or tracing) can answer an agent step, and its
+``count_tokens`` and ``context_window`` let a caller fit the prompt to that model.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ class Completion(BaseModel):
     repaired: bool = Field(
         default=False, description="Whether a repair call was needed to get parseable JSON."
     )
+    truncated: bool = Field(
+        default=False,
+        description="Whether the reply stopped at the token limit (finish_reason 'length').",
+    )
 
 
 class CallLabels(BaseModel):
@@ -122,4 +127,18 @@ class ChatModel(Protocol):
         **overrides: Any,
     ) -> Completion:
         """Answer ``messages``; see ``LLMProvider.acomplete``."""
+        ...
+
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text takes in this model's tokenizer, in order, without a model call.
+
+        See ``LLMProvider.count_tokens``.
+        """
+        ...
+
+    async def context_window(self) -> int | None:
+        """The most input tokens this model takes; None when unknown.
+
+        See ``LLMProvider.context_window``.
+        """
         ...

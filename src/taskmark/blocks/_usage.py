@@ -9,15 +9,18 @@ write its usage artifact and summary.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from taskmark.errors import ProviderError
 
-from ._types import CallLabels, Completion
+from ._types import CallLabels, Completion, Message
 
 __all__ = [
     "COMPLETED_EVENT",
@@ -26,6 +29,7 @@ __all__ = [
     "UsageTotals",
     "emit_completed",
     "emit_failed",
+    "request_record",
     "should_emit",
 ]
 
@@ -163,8 +167,16 @@ def should_emit() -> bool:
     return bool(PREFECT_API_URL.value()) or bool(FlowRunContext.get() or TaskRunContext.get())
 
 
-def emit_completed(completion: Completion, labels: CallLabels | None) -> None:
-    """Emit ``taskmark.llm.completed`` for an answered call."""
+def request_record(messages: Sequence[Message], temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
+    """What an event records of the request: its sampling parameters and a SHA-256 of the
+    messages as sent, so that an output traces to its exact prompt without the prompt (and
+    the context in it) being copied into every event."""
+    sent = json.dumps(list(messages), sort_keys=True, ensure_ascii=False).encode()
+    return {"temperature": temperature, "max_tokens": max_tokens, "messages_sha256": hashlib.sha256(sent).hexdigest()}
+
+
+def emit_completed(completion: Completion, labels: CallLabels | None, request: dict[str, Any]) -> None:
+    """Emit ``taskmark.llm.completed`` for an answered call (``request``: :func:`request_record`)."""
     from prefect.events import emit_event
 
     if not should_emit():
@@ -181,6 +193,7 @@ def emit_completed(completion: Completion, labels: CallLabels | None) -> None:
             "latency_s": round(completion.latency_s, 4),
             "attempts": completion.attempts,
             "repaired": completion.repaired,
+            **request,
         },
     )
 
@@ -192,6 +205,7 @@ def emit_failed(
     model: str,
     provider: str | None,
     latency_s: float,
+    request: dict[str, Any],
 ) -> None:
     """Emit ``taskmark.llm.failed`` for a call that ended in ``error``.
 
@@ -211,5 +225,6 @@ def emit_failed(
             "error": error.msg,
             "attempts": error.attempts,
             "latency_s": round(latency_s, 4),
+            **request,
         },
     )

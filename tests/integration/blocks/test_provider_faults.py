@@ -105,6 +105,21 @@ async def test_unparseable_reply_gets_one_repair(fake_llm: FakeOpenAIServer) -> 
     assert "cannot be used (not JSON" in repair[-1]["content"]
 
 
+async def test_a_reply_cut_off_at_max_tokens_is_asked_for_afresh(fake_llm: FakeOpenAIServer) -> None:
+    loop = '{"category": "' + "1." * 200
+    fake_llm.push(
+        Reply(content=loop, finish_reason="length"),
+        Reply(content='{"category": "macro", "confidence": 0.5}'),
+    )
+    completion = await _provider(fake_llm).acomplete(HI, schema=Verdict, max_tokens=50)
+    assert completion.parsed == Verdict(category="macro", confidence=0.5)
+    assert completion.repaired is True
+    repair = fake_llm.requests[1].messages
+    assert repair[: len(HI)] == HI
+    assert all("1.1.1" not in m["content"] for m in repair), "the loop was fed back to the model"
+    assert "ran past the length limit" in repair[-1]["content"]
+
+
 async def test_reply_still_unparseable_after_repair_is_a_clear_error(fake_llm: FakeOpenAIServer) -> None:
     fake_llm.push(Reply(content="no JSON here"), Reply(content="Still not JSON, sorry! " * 20))
     with pytest.raises(ProviderError) as info:

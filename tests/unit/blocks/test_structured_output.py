@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
+from taskmark.blocks import Completion
 from taskmark.blocks._structured import (
     ParseFailure,
     parse_reply,
@@ -72,10 +73,19 @@ def test_instruction_joins_an_existing_system_message() -> None:
 
 
 def test_repair_conversation_quotes_the_bad_reply_and_the_reason() -> None:
-    messages = repair_messages([{"role": "user", "content": "q"}], "bad reply", "not JSON (x)", SCHEMA)
+    bad = Completion(text="bad reply", model="m")
+    messages = repair_messages([{"role": "user", "content": "q"}], bad, "not JSON (x)", SCHEMA)
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert messages[1]["content"] == "bad reply"
     assert "(not JSON (x))" in messages[2]["content"]
+
+
+def test_a_reply_cut_off_at_the_token_limit_is_asked_for_again_not_quoted() -> None:
+    loop = Completion(text='{"answer": "1.1.1.1.1.1.1.1', model="m", truncated=True)
+    messages = repair_messages([{"role": "user", "content": "q"}], loop, "not JSON (x)", SCHEMA)
+    assert [m["role"] for m in messages] == ["user", "user"]
+    assert "1.1.1" not in messages[1]["content"]
+    assert "more briefly" in messages[1]["content"]
 
 
 def test_quote_is_short_and_single_line() -> None:
