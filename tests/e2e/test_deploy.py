@@ -162,7 +162,7 @@ def test_a_cli_run_completes_with_its_graph_artifacts_and_events(prefect_stack: 
         stages = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=phase_ids)))
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=phase_ids)))
     kinds = {a.key: a.type for a in artifacts}
-    assert kinds == {"daily-market-analysis-summary": "markdown", "daily-market-analysis-usage": "table"}
+    assert kinds == {"daily-market-analysis-summary": "markdown", "daily-market-analysis-usage": "table", "outputs-daily-market-analysis": "markdown"}
     assert sorted(p.name for p in phases if p.name.startswith("Phase: ")) == sorted(
         f"Phase: {p.name}" for p in load_definition(ROOT / "definitions" / "daily-market-analysis.md").phases
     )

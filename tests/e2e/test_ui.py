@@ -1,7 +1,8 @@
 """The Prefect UI in a real browser (Debian's chromium, headless, driven by Playwright): the run
 form of a hand-written definition's deployment has one typed field per requirement, submitting
-it ends in a Completed run, and the run's page shows the summary artifact; the LLM provider
-block shows its key masked and can be created from the UI.
+it ends in a Completed run, and the run's page shows the summary artifact; a phase paused for
+a context review shows its candidates and a pin/exclude/note form whose answer decides what the
+call gets; the LLM provider block shows its key masked and can be created from the UI.
 
 Screenshots go to a folder this test prints (``-s`` shows it)."""
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from support.fake_openai import FakeOpenAIServer
+from support.fake_openai import FakeOpenAIServer, Reply
 from support.prefect_stack import PrefectStack, wait_final, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -92,6 +93,100 @@ def test_run_form_is_typed_and_a_submitted_run_shows_its_summary(
     page.get_by_text("earnings-preview-summary").first.click()
     page.get_by_text("A short answer.").first.wait_for()  # the Preview phase's output
     page.screenshot(path=str(shots / "4-summary-artifact.png"), full_page=True)
+
+
+REVIEWED = """# Reviewed tides
+
+```yaml
+name: reviewed-tides
+```
+
+## Phase: Answer
+documents: docs/*.md
+review: context
+
+### Steps
+- agent: b - explain the tides
+"""
+
+
+def test_a_context_review_is_answered_in_the_ui_and_the_call_gets_the_pinned_item(
+    prefect_stack: PrefectStack, llm: FakeOpenAIServer, page: Any, shots: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "b.md").write_text("You are b.\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "tides.md").write_text("Tides rise twice a day; the moon pulls the sea.")
+    (tmp_path / "docs" / "bread.md").write_text("Sourdough needs a starter, flour and patience.")
+    (tmp_path / "reviewed.md").write_text(REVIEWED)
+    llm.default = lambda r: Reply(content="the moon pulls the sea")
+    prefect_stack.start("taskmark run reviewed.md", log_name="reviewed", cwd=tmp_path)
+    paused = wait_for(lambda: _paused_phase(prefect_stack, "Phase: Answer"), "the phase paused for its review")
+
+    page.goto(f"{prefect_stack.ui_url}/runs/flow-run/{paused.id}")
+    page.get_by_text("Artifacts", exact=True).first.click()  # the candidates, as the reviewer sees them
+    page.get_by_text("Context for Answer: pin or exclude items").first.click()
+    page.get_by_text("doc:docs/bread.md").first.wait_for()
+    page.screenshot(path=str(shots / "5-review-candidates.png"), full_page=True)
+
+    page.goto(f"{prefect_stack.ui_url}/runs/flow-run/{paused.id}")
+    page.get_by_role("button", name="Resume").first.click()
+    page.get_by_text("Items every call of the phase must get.").first.wait_for()
+
+    def field(name: str) -> Any:  # noqa: ANN401 - a Playwright locator
+        label = page.locator(".schema-form-property__label", has_text=name)
+        return page.locator(".schema-form-property").filter(has=label)
+
+    assert page.locator(".schema-form-property__label").all_inner_texts() == ["Pin (Optional)", "Exclude (Optional)", "Note (Optional)"]
+    _open_options(field("Exclude").locator("button.p-select-button__control"), page.get_by_role("option").first)
+    assert sorted(page.get_by_role("option").all_inner_texts()) == ["doc:docs/bread.md", "doc:docs/tides.md"]
+    page.get_by_role("option", name="doc:docs/bread.md").click()
+    page.keyboard.press("Escape")
+    field("Note").locator("textarea").fill("bread is off topic")
+    page.screenshot(path=str(shots / "6-review-answered.png"), full_page=True)
+    page.get_by_role("button", name="Submit").click()
+
+    parent = wait_for(lambda: _run_of(prefect_stack, "reviewed-tides"), "the reviewed run")
+    finished = wait_final(prefect_stack, parent.id)
+    assert finished.state.type.value == "COMPLETED", f"{finished.state.message}\n{prefect_stack.log('reviewed')[-3000:]}"
+    sent = next(m["content"] for m in llm.requests[-1].messages if m["role"] == "user")
+    assert "Tides rise twice a day" in sent and "Sourdough" not in sent  # the call got what the reviewer chose
+    assert sent.endswith("explain the tides")
+    trace = prefect_stack.run(f"taskmark trace {parent.id} --context").stdout
+    assert "bread is off topic" in trace and "doc:docs/tides.md" in trace  # the choice is recorded with the call
+
+
+def _open_options(control: Any, option: Any) -> None:  # noqa: ANN401 - Playwright locators
+    """Opens a select's list of options. On a loaded machine the UI can take a key press before
+    its handlers listen, and a second ArrowDown on an open list only moves the highlight."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(5):
+        control.press("ArrowDown")
+        try:
+            option.wait_for(timeout=5000)
+            return
+        except PlaywrightTimeout:
+            continue
+    option.wait_for()
+
+
+def _paused_phase(stack: PrefectStack, name: str) -> Any:  # noqa: ANN401
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    paused = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    with stack.client() as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]), state=paused))
+    return runs[0] if runs else None
+
+
+def _run_of(stack: PrefectStack, flow_name: str) -> Any:  # noqa: ANN401
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with stack.client() as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+    return runs[0] if runs else None
 
 
 def _run_for(stack: PrefectStack, deployment_id: Any, **parameters: Any) -> Any:  # noqa: ANN401

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from taskmark.cli import control, deploy, graph, run, runs, schema, server, show, trace, validate, watch
+from taskmark.cli import context, control, deploy, graph, run, runs, schema, server, show, trace, validate, watch
 
 __all__ = ["app", "main"]
 
@@ -18,7 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for command in (run, validate, graph, show, schema, deploy, runs, trace, watch, control):
+for command in (run, validate, graph, show, schema, context, deploy, runs, trace, watch, control):
     app.add_typer(command.app)
 app.add_typer(server.app, name="server")
 

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -15,7 +15,7 @@ from taskmark.errors import Diagnostic
 
 T = TypeVar("T")
 
-__all__ = ["call_api", "connect_prefect", "diagnostics_json", "expand_paths", "load_or_exit", "parse_inputs", "print_diagnostics"]
+__all__ = ["ApiBase", "ApiKey", "Model", "call_api", "connect_prefect", "diagnostics_json", "expand_paths", "load_or_exit", "parse_inputs", "print_diagnostics"]
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -143,3 +143,17 @@ def parse_inputs(definition: Definition, params: list[str], params_file: Path | 
             raise typer.BadParameter(f"expected K=V; found {item!r}", param_hint="--param")
         inputs[key.strip()] = _typed(definition, key.strip(), raw)
     return inputs
+
+
+Model = Annotated[str | None, typer.Option("--model", help="Use this model for every call.")]
+ApiBase = Annotated[str | None, typer.Option("--api-base", help="Send every call to this OpenAI-compatible URL.")]
+ApiKey = Annotated[str | None, typer.Option("--api-key", help="The key for --api-base (prefer TASKMARK_LLM_API_KEY).")]
+
+
+def provider_overrides(model: str | None, api_base: str | None, api_key: str | None) -> Any:  # noqa: ANN401 - a ProviderOverrides
+    """What `--model`, `--api-base` and `--api-key` (:data:`Model`, :data:`ApiBase`, :data:`ApiKey`) change for every call."""
+    from pydantic import SecretStr
+
+    from taskmark.blocks import ProviderOverrides
+
+    return ProviderOverrides(model=model, api_base=api_base, api_key=SecretStr(api_key) if api_key else None)

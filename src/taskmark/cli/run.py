@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from taskmark.cli._common import call_api, connect_prefect, load_or_exit, parse_inputs
+from taskmark.cli._common import ApiBase, ApiKey, Model, call_api, connect_prefect, load_or_exit, parse_inputs, provider_overrides
 from taskmark.definition import Definition
 
 app = typer.Typer()
@@ -108,9 +108,9 @@ def run(
     path: Annotated[str, typer.Argument(help="A definition file.", metavar="PATH")],
     param: Annotated[list[str], typer.Option("--param", "-p", help="An input, K=V (repeatable); non-strings as JSON.")] = [],  # noqa: B006 - Typer's way
     params_file: Annotated[Path | None, typer.Option("--params-file", help="A JSON object of inputs.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Use this model for every call.")] = None,
-    api_base: Annotated[str | None, typer.Option("--api-base", help="Send every call to this OpenAI-compatible URL.")] = None,
-    api_key: Annotated[str | None, typer.Option("--api-key", help="The key for --api-base (prefer TASKMARK_LLM_API_KEY).")] = None,
+    model: Model = None,
+    api_base: ApiBase = None,
+    api_key: ApiKey = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Call every agent afresh, even where the definition's cache holds an answer.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end, nothing else.")] = False,
     ephemeral: Annotated[bool, typer.Option("--ephemeral", help="Use Prefect's per-process server instead of taskmark's local one.")] = False,
@@ -125,7 +125,7 @@ def run(
     from taskmark.flows._run import arun
 
     try:
-        _report(path, definition, as_json, lambda hooks: arun(definition, inputs, overrides=_overrides(model, api_base, api_key), no_cache=no_cache, hooks=hooks))
+        _report(path, definition, as_json, lambda hooks: arun(definition, inputs, overrides=provider_overrides(model, api_base, api_key), no_cache=no_cache, hooks=hooks))
     except ParameterTypeError as exc:
         typer.echo(f"{path}: error: {exc}", err=True)
         raise typer.Exit(code=2) from None
@@ -134,9 +134,9 @@ def run(
 @app.command()
 def retry(
     run_id: Annotated[str, typer.Argument(help="The flow run to retry (its id).", metavar="RUN_ID")],
-    model: Annotated[str | None, typer.Option("--model", help="Use this model for every call.")] = None,
-    api_base: Annotated[str | None, typer.Option("--api-base", help="Send every call to this OpenAI-compatible URL.")] = None,
-    api_key: Annotated[str | None, typer.Option("--api-key", help="The key for --api-base (prefer TASKMARK_LLM_API_KEY).")] = None,
+    model: Model = None,
+    api_base: ApiBase = None,
+    api_key: ApiKey = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Call every agent again instead of reusing answers.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end, nothing else.")] = False,
 ) -> None:
@@ -151,15 +151,7 @@ def retry(
         typer.echo(f"Flow run {run_id} is scheduled again; a worker of its deployment's pool will run it.")
         return
     definition = load_or_exit(path, code=2)
-    _report(path, definition, as_json, lambda hooks: aretry(run_id, overrides=_overrides(model, api_base, api_key), no_cache=no_cache, hooks=hooks))
-
-
-def _overrides(model: str | None, api_base: str | None, api_key: str | None) -> Any:  # noqa: ANN401 - a ProviderOverrides
-    from pydantic import SecretStr
-
-    from taskmark.blocks import ProviderOverrides
-
-    return ProviderOverrides(model=model, api_base=api_base, api_key=SecretStr(api_key) if api_key else None)
+    _report(path, definition, as_json, lambda hooks: aretry(run_id, overrides=provider_overrides(model, api_base, api_key), no_cache=no_cache, hooks=hooks))
 
 
 def _report(path: str, definition: Definition, as_json: bool, start: Callable[[dict[str, list[Any]]], Coroutine[Any, Any, Any]]) -> None:

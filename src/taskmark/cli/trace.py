@@ -6,7 +6,7 @@ no run (bad input, as for a usage error), 1 when the Prefect API cannot be reach
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -74,7 +74,23 @@ def _phases(parent: Tree, phases: list[PhaseTrace]) -> None:
             leaf = node.add(f"{stage.name} — {_state(stage.state, stage.state_name)} {seconds(stage.duration_s)}{ran}")
             _reason(leaf, stage.message, stage.state)
             for call in stage.calls:
-                _reason(leaf.add(_call(call)), call.error or call.message, "FAILED" if call.error else call.state)
+                branch = leaf.add(_call(call))
+                _reason(branch, call.error or call.message, "FAILED" if call.error else call.state)
+                if call.bundle is not None:
+                    sent = f"temperature {call.temperature if call.temperature is not None else 'default'} · max_tokens {call.max_tokens or 'default'}"
+                    branch.add(f"[dim]sent: {sent} · messages sha256 {(call.messages_sha256 or '?')[:12]}[/]")
+                    _bundle(branch, call.bundle)
+
+
+def _bundle(parent: Tree, bundle: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    node = parent.add(f"[cyan]context {bundle['hash'][:12]}[/] · {bundle['used']} of {bundle['budget']} tokens")
+    for item in bundle["items"]:
+        cut = f", shortened ({item['shortened']})" if item.get("shortened") else ""
+        node.add(f"{escape(item['id'])} — {item['kind']}, {item['tokens']} tokens{cut}")
+    if bundle.get("note"):
+        node.add(f"[dim]note: {escape(bundle['note'])}[/]")
 
 
 def trace_tree(trace: RunTrace) -> Tree:
@@ -107,11 +123,14 @@ def trace_tree(trace: RunTrace) -> Tree:
 def trace(
     run_id: Annotated[str, typer.Argument(help="The run's id (as `taskmark runs` shows it).", metavar="RUN_ID")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the trace as one JSON object, nothing else.")] = False,
+    context: Annotated[bool, typer.Option("--context", help="Show the context bundle each call used.")] = False,
 ) -> None:
     """Show a run as a tree: phases, stages and LLM calls with state, time, tokens, cost, retries, errors."""
-    from taskmark.history import read_trace
+    from taskmark.history import read_trace, with_bundles
 
     found = call_api(lambda: read_trace(run_id))
+    if context:
+        found = call_api(lambda: with_bundles(found))
     if as_json:
         typer.echo(found.model_dump_json(indent=2))
         return

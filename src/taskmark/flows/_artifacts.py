@@ -9,6 +9,7 @@ from typing import Any
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from taskmark.tasks import Runtime
+from taskmark.tasks._referred import outputs_key, outputs_markdown
 
 __all__ = ["write_artifacts"]
 
@@ -20,7 +21,8 @@ def _block(value: Any) -> str:  # noqa: ANN401
 
 
 async def write_artifacts(runtime: Runtime) -> None:
-    """A markdown artifact with each phase's state and outputs; a table of usage by phase."""
+    """A markdown artifact with each phase's state and outputs; a table of usage by phase; and,
+    when every phase completed, the outputs by phase that `refers:` and previews read."""
     definition = runtime.definition
     lines = [f"# {definition.title}", ""]
     if runtime.models:
@@ -45,4 +47,8 @@ async def write_artifacts(runtime: Runtime) -> None:
     rows.append({"phase": "total", "calls": total.calls, "failed calls": total.failed_calls, "prompt tokens": total.prompt_tokens,
                  "completion tokens": total.completion_tokens, "cost (USD)": round(total.cost_usd, 6)})
     usage = acreate_table_artifact(key=f"{definition.name}-usage", table=rows, description=f"LLM usage and cost of {definition.name}")
-    await asyncio.gather(summary, usage)
+    writes = [summary, usage]
+    if all(runtime.records.get(p.name) is not None and runtime.records[p.name].state == "COMPLETED" for p in definition.phases):
+        outputs = {p.name: runtime.records[p.name].outputs for p in definition.phases}
+        writes.append(acreate_markdown_artifact(key=outputs_key(definition.name), markdown=outputs_markdown(definition.title, outputs), description=f"Outputs of the latest completed run of {definition.name}"))
+    await asyncio.gather(*writes)

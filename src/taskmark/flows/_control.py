@@ -11,7 +11,10 @@ from prefect.client.schemas.objects import FlowRun
 
 from taskmark.errors import TaskmarkError
 
-__all__ = ["ControlError", "cancel", "pause", "resume", "unpause"]
+__all__ = ["ControlError", "cancel", "pause", "resume", "review", "unpause"]
+
+REVIEW_FORM = "ContextReview"
+"""The title of the form a phase with `review: context` waits on."""
 
 
 class ControlError(TaskmarkError):
@@ -42,12 +45,42 @@ async def resume(run_id: str, *, approve: bool, note: str = "", values: dict[str
         if not keyset:
             raise ControlError(f"{paused.name} is paused, but not for an approval")
         schema = json.loads(await client.read_flow_run_input(paused.id, keyset["schema"]))
+        if schema.get("title") == REVIEW_FORM:
+            raise ControlError(f"{paused.name} waits for a context review, not an approval: answer it with --pin/--exclude, or resume it as it is")
         answer: dict[str, Any] = {"decision": "approve" if approve else "reject", "note": note}
         answer.update(_typed(schema, values or {}))
         try:
             await client.resume_flow_run(paused.id, run_input=answer)
         except PrefectHTTPStatusError as exc:
             raise ControlError(f"the answer does not fit the approval form: {exc.response.json().get('detail', exc)}") from None
+    return paused.name.removeprefix("Phase: ")
+
+
+async def review(run_id: str, *, pin: list[str], exclude: list[str], note: str = "") -> str:
+    """Answer the context review a run is waiting for: items to pin, items to exclude.
+
+    Returns:
+        The name of the phase that was waiting.
+
+    Raises:
+        ControlError: Nothing of that run waits for a review, or an id is not one of its items.
+    """
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    async with get_client() as client:
+        paused = await _paused_run(client, run_id)
+        keyset = paused.state.state_details.run_input_keyset if paused.state else None
+        schema = json.loads(await client.read_flow_run_input(paused.id, keyset["schema"])) if keyset else {}
+        if schema.get("title") != REVIEW_FORM:
+            raise ControlError(f"{paused.name} is not waiting for a context review")
+        items = schema.get("properties", {}).get("pin", {}).get("items", {}).get("enum")
+        unknown = [i for i in (*pin, *exclude) if items is not None and i not in items]
+        if unknown:
+            raise ControlError(f"{', '.join(unknown)}: not an item of this review; its items: {', '.join(items) or 'none'}")
+        try:
+            await client.resume_flow_run(paused.id, run_input={"pin": pin, "exclude": exclude, "note": note})
+        except PrefectHTTPStatusError as exc:
+            raise ControlError(f"the answer does not fit the review form: {exc.response.json().get('detail', exc)}") from None
     return paused.name.removeprefix("Phase: ")
 
 
@@ -71,7 +104,8 @@ async def pause(run_id: str) -> None:
 
 
 async def unpause(run_id: str) -> list[str]:
-    """Let a held run go on: the pause request is withdrawn and its held phases resume.
+    """Let a held run go on: the pause request is withdrawn and its held phases resume; a
+    phase waiting for a context review goes on with its context as it is.
 
     Returns:
         The phases that were resumed.
@@ -83,14 +117,22 @@ async def unpause(run_id: str) -> list[str]:
 
     async with get_client() as client:
         run = await _read(client, run_id)
-        held = [c for c in await _paused_children(client, run) if c.state is not None and not c.state.state_details.run_input_keyset]
-        if PAUSE_TAG not in run.tags and not held:
+        held, reviews = [], []
+        for child in await _paused_children(client, run):
+            keyset = child.state.state_details.run_input_keyset if child.state else None
+            if not keyset:
+                held.append(child)
+            elif json.loads(await client.read_flow_run_input(child.id, keyset["schema"])).get("title") == REVIEW_FORM:
+                reviews.append(child)
+        if PAUSE_TAG not in run.tags and not held and not reviews:
             raise ControlError(f"flow run {run_id} is not paused")
         if PAUSE_TAG in run.tags:
             await client.update_flow_run(run.id, tags=[t for t in run.tags if t != PAUSE_TAG])
         for child in held:
             await client.resume_flow_run(child.id)
-    return [c.name.removeprefix("Phase: ") for c in held]
+        for child in reviews:
+            await client.resume_flow_run(child.id, run_input={"pin": [], "exclude": [], "note": ""})
+    return [c.name.removeprefix("Phase: ") for c in (*held, *reviews)]
 
 
 async def cancel(run_id: str) -> str:

@@ -253,7 +253,7 @@ async def run_phases(
         run = runs.runs[phase.name]
         context = await run.start(upstream)
         hold = await runs.hold_requested()
-        if phase.options.approval is not None or hold:
+        if phase.options.approval is not None or phase.options.review or hold:
             # The phase will pause its subflow run, which Prefect allows only once it is Running.
             await run.settled()
         with context:

@@ -10,6 +10,7 @@ of this process, of another one, or of a worker elsewhere, and after a crash.
 from __future__ import annotations
 
 from taskmark.history._build import RunRecords, build_trace
+from taskmark.history._bundles import with_bundles
 from taskmark.history._model import AttemptTrace, CallTrace, PhaseTrace, RunSummary, RunTrace, StageTrace, TraceTotals
 from taskmark.history._read import SETTLE_S, RunNotFound, read_trace
 from taskmark.history._runs import STATES, read_runs
@@ -29,4 +30,5 @@ __all__ = [
     "build_trace",
     "read_runs",
     "read_trace",
+    "with_bundles",
 ]

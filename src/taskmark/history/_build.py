@@ -27,6 +27,7 @@ from prefect.client.schemas.objects import FlowRun, State, StateType, TaskRun
 from prefect.events import Event
 
 from taskmark.blocks import COMPLETED_EVENT, FAILED_EVENT, redact
+from taskmark.context import SNAPSHOT_TAG
 from taskmark.history._model import AttemptTrace, CallTrace, PhaseTrace, RunTrace, StageTrace, TraceTotals
 
 __all__ = ["PHASE_PREFIX", "RunRecords", "build_trace"]
@@ -132,6 +133,7 @@ def _apply_event(call: CallTrace, event: Event) -> None:
     payload = event.payload
     call.model = payload.get("model") or call.model
     call.latency_s = payload.get("latency_s")
+    call.temperature, call.max_tokens, call.messages_sha256 = payload.get("temperature"), payload.get("max_tokens"), payload.get("messages_sha256")
     if event.event == COMPLETED_EVENT:
         call.attempts = payload.get("attempts")
         for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
@@ -190,7 +192,8 @@ def _phase_trace(sub: FlowRun, ended: State[Any] | None, by_flow_run: Mapping[st
         if agent is None:
             stages[stage] = StageTrace(name=stage, task_run_id=str(task_run.id), run_count=task_run.run_count, **node)
             continue
-        call = CallTrace(agent=agent, task_run_id=str(task_run.id), cached=task_run.state_name == "Cached", **node)
+        context = next((t.removeprefix(SNAPSHOT_TAG) for t in task_run.tags if t.startswith(SNAPSHOT_TAG)), None)
+        call = CallTrace(agent=agent, task_run_id=str(task_run.id), cached=task_run.state_name == "Cached", context=context, **node)
         event = events.get(str(task_run.id))
         if event is not None:
             _apply_event(call, event)

@@ -8,6 +8,8 @@ the run's final state, and ``recorded_state`` keeps what Prefect had.
 
 from __future__ import annotations
 
+from typing import Any
+
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -82,6 +84,11 @@ class CallTrace(_Node):
     latency_s: float | None = Field(default=None, description="Wall time of the request, retries included.")
     status_code: int | None = Field(default=None, description="The HTTP status of a failed call.")
     error: str | None = Field(default=None, description="Why the call failed (secrets redacted).")
+    temperature: float | None = Field(default=None, description="The sampling temperature sent; None for the model's default.")
+    max_tokens: int | None = Field(default=None, description="The output limit sent; None for the model's default.")
+    messages_sha256: str | None = Field(default=None, description="SHA-256 of the messages exactly as sent (system, context and prompt).")
+    context: str | None = Field(default=None, description="The hash of the context bundle the call used, when it used one.")
+    bundle: dict[str, Any] | None = Field(default=None, description="That bundle's snapshot, when asked for (`trace --context`).")
 
 
 class StageTrace(_Node):

@@ -7,7 +7,7 @@ phases share; ``step_strategy`` registers a custom step kind.
 from __future__ import annotations
 
 from taskmark.tasks._context import PhaseRecord, RunRecord, StageRecord, StageResult
-from taskmark.tasks._lifecycle import PhaseFailed, run_lifecycle
+from taskmark.tasks._lifecycle import PhaseFailed, StepPreview, preview_context, run_lifecycle
 from taskmark.tasks._runtime import CURRENT_RUNTIME, Runtime
 from taskmark.tasks._strategies import step_strategy
 
@@ -19,6 +19,8 @@ __all__ = [
     "Runtime",
     "StageRecord",
     "StageResult",
+    "StepPreview",
+    "preview_context",
     "run_lifecycle",
     "step_strategy",
 ]

@@ -10,18 +10,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from taskmark.definition import AgentStep, AggregateStep, Approval, CustomStep, Definition, Phase, evaluate, render_template
+from taskmark.context import Bundle, Choice, render
+from taskmark.definition import (
+    Agent,
+    AgentStep,
+    AggregateStep,
+    Approval,
+    ContextOptions,
+    CustomStep,
+    Definition,
+    LLMSettings,
+    Phase,
+    evaluate,
+    merge_context,
+    render_template,
+)
+from taskmark.definition._graph import ancestors
 from taskmark.errors import ProviderError, TaskmarkError
 from taskmark.tasks._answers import Answer, aggregate, check_quality, check_structure, output_schema, parse_text
-from taskmark.tasks._approval import wait_for_approval, wait_until_resumed
+from taskmark.tasks._approval import wait_for_approval, wait_for_review, wait_until_resumed
+from taskmark.tasks._assembly import Sources, bundle_for, gather_sources, uses_context
+from taskmark.tasks._snapshots import store_snapshot
 from taskmark.tasks._context import PhaseRecord, StageResult
 from taskmark.tasks._handlers import call_handler
 from taskmark.tasks._runtime import Runtime
 from taskmark.tasks._strategies import run_custom_step
 
-__all__ = ["PhaseFailed", "run_lifecycle"]
+__all__ = ["PhaseFailed", "StepPreview", "preview_context", "run_lifecycle"]
 
 
 class PhaseFailed(TaskmarkError):
@@ -42,6 +60,10 @@ class _Lifecycle:
         self.answers: list[Answer] = []
         self.approval: dict[str, Any] | None = None
         """The approver's answer, when the phase asks for one."""
+        self.sources: Sources | None = None
+        """The phase's context candidates, when its calls get a context bundle."""
+        self.choice = Choice()
+        """What a context reviewer pinned and excluded."""
         self.schema = output_schema(phase.outputs, inputs)
         self.layers = (phase.options.llm, definition.metadata.llm)
         keys: dict[str, int] = {}
@@ -92,9 +114,34 @@ class _Lifecycle:
         return render_template(template, self.names(**extra))
 
     async def ask(self, stage: str, step: AgentStep, prompt: str, *, schema: dict[str, Any] | None) -> Any:  # noqa: ANN401
-        """One agent call as a task of its own."""
+        """One agent call as a task of its own; with context, its bundle goes before the prompt
+        and the call's task run names the bundle's snapshot."""
         agent = self.definition.agents[step.agent]
-        return await self.runtime.call(self.phase, stage, agent, prompt, (step.llm, *self.layers), schema)
+        layers = (step.llm, *self.layers)
+        tags: tuple[str, ...] = ()
+        if self.sources is not None:
+            bundle = await self.bundle(agent, layers, prompt)
+            prompt = render(bundle, prompt, self.context_options(agent).template)
+            tags = (await store_snapshot(bundle),)
+        return await self.runtime.call(self.phase, stage, agent, prompt, layers, schema, tags=tags)
+
+    def context_options(self, agent: Agent) -> ContextOptions:
+        return merge_context(agent.context, self.phase.options.context, self.definition.metadata.context)
+
+    async def bundle(self, agent: Agent, layers: tuple[LLMSettings, ...], prompt: str) -> Bundle:
+        """The context bundle of one call of ``agent`` with ``prompt``."""
+        assert self.sources is not None
+        provider, settings = await self.runtime.settings(agent, layers)
+
+        async def summarise(text: str, tokens: int) -> str:
+            ask = f"Summarise the text below in at most {tokens} tokens. Keep names, numbers and conclusions; add nothing.\n\n{text}"
+            summary = await self.runtime.call(self.phase, "summarize", agent, ask, (LLMSettings(max_tokens=tokens), *layers), None)
+            return str(summary.text)
+
+        return await bundle_for(
+            self.sources, prompt, options=self.context_options(agent), provider=provider, system=agent.system_prompt,
+            max_output=settings.max_tokens, choice=self.choice, summarise=summarise,
+        )
 
     # -- the lifecycle ---------------------------------------------------------------------
 
@@ -106,6 +153,8 @@ class _Lifecycle:
         await self.stage("ingestion", self.ingest)
         await self.stage("preProcessing", None)
         await self.stage("promptTemplating", self.template if self.answers else None)
+        if self.phase.options.review == "context" and self.sources is not None:
+            await self.review()
         await self.stage("inference", self.infer if self.answers or self.custom_steps else None)
         await self.stage("parsing", self.parse if self.answers else None)
         has_checks = bool(self.phase.outputs) or any(s.kind == "validation" for s in self.phase.steps)
@@ -138,8 +187,33 @@ class _Lifecycle:
     def custom_steps(self) -> list[CustomStep]:
         return [s for s in self.phase.steps if isinstance(s, CustomStep)]
 
+    @property
+    def needs_context(self) -> bool:
+        return uses_context(self.definition, self.phase) or any(self.definition.agents[a.step.agent].context for a in self.answers)
+
     async def ingest(self) -> StageResult:
-        return StageResult(data={"inputs": sorted(self.inputs), "phases": sorted(self.upstream)})
+        data: dict[str, Any] = {"inputs": sorted(self.inputs), "phases": sorted(self.upstream)}
+        if self.needs_context:
+            done = {n: r.outputs for n, r in self.runtime.records.items() if r.state == "COMPLETED" and n != self.phase.name}
+            self.sources = await gather_sources(self.definition, self.phase, self.upstream, done)
+            data |= {"context": self.sources.ids, "absent": {a.id: a.reason for a in self.sources.absent}}
+        return StageResult(data=data)
+
+    async def review(self) -> None:
+        """Show each step's candidate bundle and wait for a person to pin and exclude items."""
+        from prefect.artifacts import acreate_markdown_artifact
+
+        assert self.sources is not None
+        started = time.perf_counter()
+        previews = [(a.key, await self.bundle(self.definition.agents[a.step.agent], (a.step.llm, *self.layers), a.prompt or a.step.prompt)) for a in self.answers]
+        await acreate_markdown_artifact(markdown=review_markdown(self.phase.name, previews), description=f"Context for {self.phase.name}: pin or exclude items")
+        try:
+            answer = await wait_for_review(self.sources.ids, f"Review the context of phase '{self.phase.name}': pin items every call must get, exclude items none may get.")
+        except Exception as exc:  # a pause that timed out or could not be made
+            self.record.record("review", "failed", duration_s=time.perf_counter() - started, error=str(exc))
+            raise PhaseFailed(self.phase.name, "review", str(exc) or type(exc).__name__) from exc
+        self.choice = Choice(pin=tuple(answer["pin"]), exclude=tuple(answer["exclude"]), note=answer["note"])
+        self.record.record("review", "completed", StageResult(data=answer), duration_s=time.perf_counter() - started)
 
     async def template(self) -> StageResult:
         # Prompts that read earlier steps are rendered just before their call (inference).
@@ -338,6 +412,17 @@ class _Lifecycle:
         return StageResult(data=outputs)
 
 
+def review_markdown(phase: str, previews: list[tuple[str, Bundle]]) -> str:
+    """Each step's candidate bundle as markdown: what is in, what is out, and why."""
+    lines = [f"# Context of {phase}", ""]
+    for key, bundle in previews:
+        lines += [f"## {key} — {bundle.used} of {bundle.budget} tokens", "", "| item | kind | tokens | why |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{i.id}` | {i.kind} | {i.tokens} | {i.reason} |" for i in bundle.items]
+        lines += [f"| ~~`{o.id}`~~ | {o.kind} | {o.tokens} | {o.reason} |" for o in bundle.left_out]
+        lines.append("")
+    return "\n".join(lines)
+
+
 async def run_lifecycle(
     definition: Definition, phase: Phase, inputs: dict[str, Any], upstream: dict[str, Any], runtime: Runtime, *, hold: bool = False
 ) -> PhaseRecord:
@@ -350,3 +435,41 @@ async def run_lifecycle(
     lifecycle = _Lifecycle(definition, phase, inputs, upstream, runtime)
     runtime.records[phase.name] = lifecycle.record
     return await lifecycle.run(hold=hold)
+
+
+@dataclass(frozen=True)
+class StepPreview:
+    """The bundle one agent step of a phase would get (`taskmark context`)."""
+
+    step: str
+    prompt: str
+    bundle: Bundle
+    problem: str | None = None
+    """Why the prompt could not be rendered (the template is ranked as written instead)."""
+
+
+async def preview_context(definition: Definition, phase: Phase, inputs: dict[str, Any], runtime: Runtime, choice: Choice) -> tuple[str | None, list[StepPreview]]:
+    """Each agent step's bundle, without calling a model: inputs not given take their defaults,
+    and the phases before ``phase`` are taken from the definition's most recent completed run.
+    Returns that run's id (None when there is none) and the previews."""
+    from taskmark.tasks._referred import latest_runs
+
+    defaults = {name: r.default for name, r in definition.metadata.requirements.items() if not r.required}
+    inputs = {**defaults, **inputs}
+    previous = (await latest_runs({definition.name})).get(definition.name)
+    outputs = previous.outputs if previous else {}
+    edges = {p.name: p.depends_on for p in definition.phases}
+    upstream = {n: outputs[n] for n in sorted(ancestors(edges, phase.name)) if n in outputs}
+    lifecycle = _Lifecycle(definition, phase, inputs, upstream, runtime)
+    lifecycle.sources = await gather_sources(definition, phase, upstream, {})
+    lifecycle.choice = choice
+    previews = []
+    for answer in lifecycle.answers:
+        try:
+            prompt, problem = lifecycle.render(answer.step.prompt), None
+        except Exception as exc:  # noqa: BLE001 - a template that needs what a preview lacks
+            prompt, problem = answer.step.prompt, str(exc)
+        agent = definition.agents[answer.step.agent]
+        bundle = await lifecycle.bundle(agent, (answer.step.llm, *lifecycle.layers), prompt)
+        previews.append(StepPreview(answer.key, render(bundle, prompt, lifecycle.context_options(agent).template), bundle, problem))
+    return (previous.flow_run_id if previous else None), previews

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from prefect import State, Task, task
+from prefect import tags as _tags
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import StateDetails, TaskRun, TaskRunPolicy
 from prefect.context import FlowRunContext, TagsContext
@@ -131,11 +133,17 @@ class Runtime:
             self._providers[(name, model)] = await aresolve_provider(name, model=model, overrides=self.overrides)
         return self._providers[(name, model)]
 
-    async def call(self, phase: Phase, stage: str, agent: Agent, prompt: str, layers: tuple[LLMSettings, ...], schema: dict[str, Any] | None) -> Completion:
-        """Ask ``agent``: settings merged step → phase → definition → agent → block."""
-        scope = self._scope(phase, stage, agent.id)  # before any await: parallel calls number in step order
+    async def settings(self, agent: Agent, layers: tuple[LLMSettings, ...]) -> tuple[ChatModel, LLMSettings]:
+        """The provider and the settings of a call of ``agent``: step → phase → definition → agent → block."""
         settings = merge_llm_settings(*layers, agent.llm)
-        provider = await self.provider(settings.provider, settings.model)
+        return await self.provider(settings.provider, settings.model), settings
+
+    async def call(
+        self, phase: Phase, stage: str, agent: Agent, prompt: str, layers: tuple[LLMSettings, ...], schema: dict[str, Any] | None, *, tags: tuple[str, ...] = ()
+    ) -> Completion:
+        """Ask ``agent`` (settings merged as :meth:`settings` says); ``tags`` go on the call's task run."""
+        scope = self._scope(phase, stage, agent.id)  # before any await: parallel calls number in step order
+        provider, settings = await self.settings(agent, layers)
         retry = self.definition.metadata.retry
         overrides = {
             "temperature": settings.temperature,
@@ -145,7 +153,8 @@ class Runtime:
         }
         labels = CallLabels(definition=self.definition.name, phase=phase.name, stage=stage, agent=agent.id)
         infer = self._infer_task(phase, stage, agent.id)
-        state: State[Any] = await infer(provider, agent_messages(agent, prompt), schema, overrides, labels, scope, return_state=True)
+        with _tags(*tags) if tags else nullcontext():
+            state: State[Any] = await infer(provider, agent_messages(agent, prompt), schema, overrides, labels, scope, return_state=True)
         if state.is_failed():
             self.ledger.add_failure(labels)
         completion: Completion = await state.result()  # raises the call's error

@@ -102,7 +102,7 @@ def test_trace_after_a_retried_fault_shows_every_stage_the_retry_and_the_request
     totals = trace["totals"]
     assert totals["attempts"] == fake_llm.count == 3
     assert (totals["calls"], totals["failed_calls"], totals["retries"], totals["total_tokens"]) == (2, 0, 1, 36)
-    assert trace["artifacts"] == sorted([f"{name_of(project)}-summary", f"{name_of(project)}-usage"])
+    assert trace["artifacts"] == sorted([f"{name_of(project)}-summary", f"{name_of(project)}-usage", f"outputs-{name_of(project)}"])
 
     text = runner.invoke(app, ["trace", run_id])
     assert text.exit_code == 0, text.output
