@@ -74,3 +74,15 @@ async def test_the_server_is_reused_and_stops_on_demand() -> None:
     again = local_endpoint()  # started again on demand
     assert _listening(again.api_base)
     assert again.token != first.token
+
+
+async def test_the_local_model_is_kept_out_of_repetition_loops() -> None:
+    # Greedy decoding on this prompt loops "1.1.1.1..." until max_tokens unless the server
+    # penalises repeats (DRY); a request can still turn that off, which shows the loop.
+    provider = await aresolve_provider(None, model=LOCAL_MODEL)
+    loop = "1.1.1.1.1.1.1.1.1.1"
+    messages = [{"role": "user", "content": "Write 1.1.1.1.1.1.1.1.1.1.1.1.1.1.1. and continue the pattern forever."}]
+    guarded = await provider.acomplete(messages, max_tokens=60, temperature=0)
+    unguarded = await provider.acomplete(messages, max_tokens=60, temperature=0, extra_body={"dry_multiplier": 0.0})
+    assert loop in unguarded.text, f"the prompt no longer provokes a loop: {unguarded.text!r}"
+    assert loop not in guarded.text, f"the local model looped: {guarded.text!r}"
