@@ -137,6 +137,7 @@ def test_a_context_review_is_answered_in_the_ui_and_the_call_gets_the_pinned_ite
         label = page.locator(".schema-form-property__label", has_text=name)
         return page.locator(".schema-form-property").filter(has=label)
 
+    field("Note").locator("textarea").wait_for()  # the whole form is drawn
     assert page.locator(".schema-form-property__label").all_inner_texts() == ["Pin (Optional)", "Exclude (Optional)", "Note (Optional)"]
     _open_options(field("Exclude").locator("button.p-select-button__control"), page.get_by_role("option").first)
     assert sorted(page.get_by_role("option").all_inner_texts()) == ["doc:docs/bread.md", "doc:docs/tides.md"]
