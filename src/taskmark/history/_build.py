@@ -224,6 +224,10 @@ def _is_complete(records: RunRecords, trace: RunTrace, events: Mapping[str, Even
     known = {str(t.id) for t in records.task_runs}
     if any(task_run_id not in known for task_run_id in events):
         return False
+    # A completed phase ran its last stage, integration, as a task; the server stores task runs
+    # in the order they were sent, so with it recorded, the phase's earlier stages are too.
+    if any(p.state == "COMPLETED" and not any(s.name == "integration" and s.task_run_id for s in p.stages) for p in trace.phases):
+        return False
     phases = [*trace.phases, *(p for a in trace.earlier_attempts for p in a.phases)]
     calls = [c for p in phases for s in p.stages for c in s.calls]
     if any(c.task_run_id is not None and c.recorded_state is None and c.state in ("COMPLETED", "FAILED") and not c.cached and c.task_run_id not in events for c in calls):

@@ -104,3 +104,27 @@ def test_a_stage_known_only_by_its_calls_takes_their_state() -> None:
     assert (refine.name, refine.state, refine.recorded_state, refine.duration_s, refine.task_run_id) == ("refine", "COMPLETED", None, 2.0, None)
     assert (trace.phases[1].state, trace.phases[1].recorded_state, trace.phases[1].duration_s) == ("COMPLETED", "RUNNING", 7.0)
     assert trace.complete is False  # a finished call without its event: the event is on its way
+
+
+def test_a_completed_phase_whose_integration_stage_is_not_recorded_yet_is_incomplete() -> None:
+    import uuid
+
+    from prefect.client.schemas.objects import FlowRun, TaskRun
+    from prefect.states import Completed, Running
+
+    from taskmark.history import RunRecords, build_trace
+
+    run = FlowRun(id=uuid.uuid4(), name="r", flow_id=uuid.uuid4(), state=Completed(timestamp=T0 + timedelta(seconds=9)),
+                  start_time=T0, end_time=T0 + timedelta(seconds=9))
+    sub = FlowRun(id=uuid.uuid4(), name="Phase: A", flow_id=uuid.uuid4(), state=Completed(timestamp=T0 + timedelta(seconds=8)),
+                  start_time=T0 + timedelta(seconds=1), end_time=T0 + timedelta(seconds=8))
+
+    def stage(name: str, second: int) -> TaskRun:
+        return TaskRun(id=uuid.uuid4(), name=f"A/{name}", flow_run_id=sub.id, task_key=name, dynamic_key="0",
+                       state=Completed(timestamp=T0 + timedelta(seconds=second)), start_time=T0 + timedelta(seconds=second))
+
+    stages = [stage("ingestion", 2), stage("integration", 7)]
+    records = RunRecords(run=run, definition="d", subflows=[sub], task_runs=stages[:1], states=[Running(timestamp=T0), run.state])
+    assert build_trace(records, T0).complete is False  # the server stores task runs seconds after the phase's state
+    records.task_runs = stages
+    assert build_trace(records, T0).complete is True
