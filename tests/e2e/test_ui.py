@@ -215,18 +215,35 @@ def test_provider_block_shows_its_key_masked_and_can_be_made_in_the_ui(prefect_s
     page.goto(f"{prefect_stack.ui_url}/blocks/catalog/llm-provider/create")
     made_in_ui = "sk-made-in-the-ui-0123456789"
     name = page.locator(".schema-form-property, .p-label").filter(has_text="Block Name").locator("input").first
-    name.fill("from-the-ui")
     api_key = page.locator("section, div").filter(has=page.get_by_text("Api Key", exact=True)).filter(has=page.get_by_text("password", exact=True)).last
-    api_key.locator("textarea, input").last.fill(made_in_ui)
-    page.screenshot(path=str(shots / "6-provider-create-form.png"), full_page=True)
-    page.get_by_role("button", name="Create").click()
-    page.wait_for_url("**/blocks/block/*")
+    page.get_by_text("Max Input Tokens", exact=True).wait_for()  # the whole form is drawn
+    for attempt in range(3):
+        name.fill("from-the-ui")
+        api_key.locator("textarea, input").last.fill(made_in_ui)
+        page.screenshot(path=str(shots / f"6-provider-create-form-{attempt}.png"), full_page=True)
+        page.get_by_role("button", name="Create").click()
+        if _reaches(page, "**/blocks/block/*"):
+            break
+        page.screenshot(path=str(shots / f"6-provider-create-stayed-{attempt}.png"), full_page=True)
+    else:
+        raise AssertionError(f"Create never led to the new block's page; screenshots in {shots}")
     page.get_by_text("from-the-ui").first.wait_for()
     page.screenshot(path=str(shots / "7-provider-made-in-ui.png"), full_page=True)
     assert made_in_ui not in page.content()
     with prefect_stack.client() as client:
         document = client.read_block_document_by_name("from-the-ui", "llm-provider", include_secrets=True)
     assert document.data["api_key"] == made_in_ui  # stored, as a secret
+
+
+def _reaches(page: Any, url: str) -> bool:  # noqa: ANN401 - a Playwright page
+    """Whether the page goes to ``url`` within 20 s."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_url(url, timeout=20_000)
+    except PlaywrightTimeout:
+        return False
+    return True
 
 
 def _save_block(stack: PrefectStack, block: Any, name: str) -> str:  # noqa: ANN401
