@@ -7,7 +7,8 @@ before the prompt (:func:`render`). A :class:`Bundle` records what went in, what
 and why, and has a content hash, so a call's context can be stored and shown.
 
 Pure: no Prefect, no litellm, no I/O. The model's tokenizer comes in as a ``count`` function.
-scikit-learn is imported only when a retrieval index is built.
+scikit-learn, or the embedding model of the ``embeddings`` extra, is imported only when a
+retrieval index is built.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from taskmark.context._assemble import SHORT_FORM_TOKENS, assemble
 from taskmark.context._items import Bundle, Candidate, Choice, Included, Kind, LeftOut
 from taskmark.context._render import DEFAULT_LAYOUT, render
-from taskmark.context._retrieve import DocumentIndex, index_for
+from taskmark.context._retrieve import DocumentIndex, EmbeddingIndex, index_for
 from taskmark.context._shorten import shorten
 from taskmark.context._snapshot import SNAPSHOT_TAG, snapshot_key, snapshot_tag
 
@@ -27,6 +28,7 @@ __all__ = [
     "Candidate",
     "Choice",
     "DocumentIndex",
+    "EmbeddingIndex",
     "Included",
     "Kind",
     "LeftOut",

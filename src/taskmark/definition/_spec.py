@@ -46,6 +46,7 @@ __all__ = [
     "RefineOptions",
     "Requirement",
     "Retrieval",
+    "RetrievalMethod",
     "RetryPolicy",
     "Schedule",
     "Spec",
@@ -337,10 +338,17 @@ class Schedule(Spec):
         return self
 
 
+RetrievalMethod = Literal["tfidf", "embeddings"]
+"""How retrieval ranks: by shared terms (TF-IDF), or by meaning (sentence embeddings)."""
+
+
 class Retrieval(Spec):
-    """Rank documents and referred outputs against the step's prompt; keep the best (`true`, or `{k: N}`)."""
+    """Rank documents and referred outputs against the step's prompt; keep the best (`true`, or `{k: N, method: M}`)."""
 
     k: int = Field(default=5, ge=1, le=100, description="How many of the ranked documents and referred outputs to keep.")
+    method: RetrievalMethod = Field(
+        default="tfidf", description="How to rank: by shared terms (tfidf), or by meaning (embeddings, with the embeddings extra installed)."
+    )
 
     @model_validator(mode="before")
     @classmethod

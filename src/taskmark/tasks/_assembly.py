@@ -147,8 +147,8 @@ async def bundle_for(
     summarised by ``summarise`` instead, when its summary fits."""
     pool: Sequence[Candidate] = sources.pool
     if options.retrieval is not None and pool:
-        k = options.retrieval.k
-        ranked = await asyncio.to_thread(lambda: index_for(list(sources.pool)).rank(prompt, k))
+        k, method = options.retrieval.k, options.retrieval.method
+        ranked = await asyncio.to_thread(lambda: index_for(list(sources.pool), method).rank(prompt, k))
         kept = {c.id for c in ranked}
         # A pinned item counts whether or not retrieval ranks it.
         pool = [*ranked, *(c for c in sources.pool if c.id in choice.pin and c.id not in kept)]

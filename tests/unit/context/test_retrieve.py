@@ -1,8 +1,8 @@
-"""Retrieval: TF-IDF cosine ranking, top k, and the per-process index cache."""
+"""Retrieval: TF-IDF and embedding cosine ranking, top k, and the per-process index cache."""
 
 from __future__ import annotations
 
-from taskmark.context import Candidate, DocumentIndex, index_for
+from taskmark.context import Candidate, DocumentIndex, EmbeddingIndex, index_for
 
 DOCS = [
     Candidate("doc:bread.md", "document", "bread.md", "Sourdough bread needs a starter, flour and water. Bake it hot."),
@@ -37,3 +37,34 @@ def test_the_index_is_built_once_per_set_of_documents() -> None:
     assert index_for(list(DOCS)) is first
     assert index_for(DOCS[:2]) is not first
     assert index_for([*DOCS[:3], Candidate("refers:ledger/Verdict", "refers", "ledger/Verdict (run 9)", DOCS[3].text)]) is not first
+
+
+# Nothing in these shares a term with the question but its meaning: TF-IDF cannot find it.
+PARAPHRASED = [
+    Candidate("doc:car.md", "document", "car.md", "An automobile engine burns petrol; fill the tank before a long drive."),
+    Candidate("doc:bread.md", "document", "bread.md", DOCS[0].text),
+    Candidate("doc:chess.md", "document", "chess.md", DOCS[1].text),
+]
+QUESTION = "What fuel does my vehicle need?"
+
+
+def test_embeddings_find_by_meaning_what_tfidf_cannot() -> None:
+    assert DocumentIndex(PARAPHRASED).rank(QUESTION, 1) == []
+    ranked = EmbeddingIndex(PARAPHRASED).rank(QUESTION, 2)
+    assert [c.id for c in ranked][:1] == ["doc:car.md"]
+    assert ranked[0].score is not None and 1 >= ranked[0].score > 0.3
+    assert len(ranked) <= 2 and all(c.score is not None and c.score > 0 for c in ranked)
+
+
+def test_embedding_ranks_are_deterministic_and_ties_go_by_id() -> None:
+    same = [Candidate(f"doc:{n}.md", "document", f"{n}.md", "The moon pulls the tides.") for n in "cab"]
+    index = EmbeddingIndex([*same, *PARAPHRASED])
+    assert [c.id for c in index.rank("tides and the moon", 3)] == ["doc:a.md", "doc:b.md", "doc:c.md"]
+    assert index.rank(QUESTION, 3) == EmbeddingIndex([*same, *PARAPHRASED]).rank(QUESTION, 3)
+    assert EmbeddingIndex([]).rank(QUESTION, 3) == [] and index.rank(QUESTION, 0) == []
+
+
+def test_each_method_has_its_own_index() -> None:
+    tfidf, embeddings = index_for(PARAPHRASED), index_for(PARAPHRASED, "embeddings")
+    assert isinstance(tfidf, DocumentIndex) and isinstance(embeddings, EmbeddingIndex)
+    assert index_for(list(PARAPHRASED), "embeddings") is embeddings and index_for(PARAPHRASED, "tfidf") is tfidf

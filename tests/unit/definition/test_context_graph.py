@@ -63,6 +63,25 @@ def test_context_options_take_camel_case_and_snake_case_keys() -> None:
     assert ContextOptions() == ContextOptions(budget_tokens=None, summarize="extract", retrieval=None, template=None)
 
 
+def test_retrieval_ranks_by_tfidf_unless_embeddings_are_asked_for(tmp_path: Path) -> None:
+    assert ContextOptions.model_validate({"retrieval": {"k": 2}}).retrieval == Retrieval(k=2, method="tfidf")
+    path = write(tmp_path, "f.md", definition("f", phase("A", "context: {retrieval: {k: 2, method: embeddings}}\n")))
+    context = load_definition(path).phases[0].options.context
+    assert context is not None and context.retrieval is not None and context.retrieval.model_dump() == {"k": 2, "method": "embeddings"}
+    wrong = write(tmp_path, "g.md", definition("g", phase("B", "context: {retrieval: {method: meaning}}\n")))
+    assert errors(wrong) == [f"{at(wrong, 'meaning')}: error: context.retrieval.method: input should be 'tfidf' or 'embeddings'; found 'meaning'"]
+
+
+def test_retrieval_by_embeddings_without_the_extra_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(context_module, "embeddings_available", lambda: False)
+    path = write(tmp_path, "f.md", definition("f", phase("A", "documents: [notes.md]\n"), meta="context: {retrieval: {k: 2, method: embeddings}}\n"))
+    write(tmp_path, "notes.md", "Notes.")
+    assert errors(path) == [
+        f"{at(path, 'embeddings')}: error: retrieval by embeddings needs the embeddings extra, which is not installed here: "
+        "pip install 'taskmark[embeddings]'; or write method: tfidf"
+    ]
+
+
 def test_merge_context_takes_each_key_from_the_most_specific_layer_that_sets_it() -> None:
     agent = ContextOptions(summarize="llm")
     phase_level = ContextOptions(budget_tokens=300, retrieval=None)  # turns retrieval off explicitly
@@ -82,6 +101,7 @@ def test_schema_has_the_new_keys() -> None:
     assert {"refers", "documents", "context", "review", "index", "duplicates", "relatesTo"} <= set(phase_options)
     context = ContextOptions.model_json_schema(by_alias=True)["properties"]
     assert set(context) == {"budgetTokens", "summarize", "retrieval", "template"}
+    assert set(ContextOptions.model_json_schema(by_alias=True)["$defs"]["Retrieval"]["properties"]) == {"k", "method"}
 
 
 def test_bad_context_values_are_located(tmp_path: Path) -> None:
