@@ -258,3 +258,37 @@ async def test_summarize_llm_replaces_a_shortened_item_with_the_models_summary(
     assert calls["summarize"].context is None and 0 < (calls["summarize"].max_tokens or 0) <= 60  # asked for what fits
     (item,) = Bundle.from_json(calls["inference"].bundle).items
     assert (item.id, item.shortened, item.text) == ("doc:docs/long.md", "llm", "Tides follow the moon.")
+
+
+BY_MEANING = """# By meaning
+
+```yaml
+name: by-meaning
+```
+
+## Phase: Answer
+documents: docs/*.md
+context: {retrieval: {k: 1, method: embeddings}}
+
+### Steps
+- agent: b - explain why the ocean climbs up the beach each night
+"""
+
+
+async def test_retrieval_by_embeddings_draws_on_the_document_that_means_what_the_prompt_asks(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]
+) -> None:
+    path = write("by-meaning", BY_MEANING)
+    _write_docs(path.parent)  # the prompt shares no word with the tides note: TF-IDF would find nothing
+    llm.default = lambda r: Reply(content="answered")
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED", result.message
+    sent = prompt_of(llm.requests[-1])
+    assert "Tides rise twice a day" in sent and "Sourdough" not in sent and "Sicilian" not in sent
+
+    preview = await asyncio.to_thread(taskmark, "context", str(path), "--phase", "Answer", "--json", "--api-base", llm.api_base, "--model", "openai/fake-model")
+    assert preview.returncode == 0, preview.stderr
+    (step,) = json.loads(preview.stdout)["steps"]
+    (item,) = step["bundle"]["items"]
+    assert item["id"] == "doc:docs/tides.md" and "rank 1 of 1 (score 0." in item["reason"]
+    assert (await _bundles(str(result.flow_run_id)))["Answer/b"].items[0].id == item["id"]
