@@ -20,6 +20,11 @@ For each number of documents N:
 
 The "×" columns divide by the 1,000-document row measured in the same process.
 
+A second table measures retrieval by embeddings (``method: embeddings``, the ``embeddings``
+extra: all-MiniLM-L6-v2 on the CPU) at 500 to 2,000 documents — embedding every document is
+what an index build costs, so larger sets only take longer — against TF-IDF on the same
+documents and queries in the same process.
+
     python bench/context.py [--quick]
 """
 
@@ -33,9 +38,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from taskmark.context import Candidate, DocumentIndex, assemble, index_for
+from taskmark.context import Candidate, DocumentIndex, EmbeddingIndex, assemble, index_for
 
 SIZES = (1_000, 2_000, 5_000, 10_000)
+EMBEDDING_SIZES = (500, 1_000, 2_000)
 VOCABULARY = 3_000
 BUDGET = 3_000
 K = 5
@@ -119,6 +125,35 @@ def measure(n: int, n_queries: int, builds: int) -> dict[str, float]:
     return {"build": build, "rank": rank, "call": per_call, "all": whole}
 
 
+def measure_embeddings(n: int, n_queries: int) -> dict[str, float]:
+    docs = documents(n)
+    asked = queries(docs, n_queries)
+    started = time.perf_counter()
+    embedded = EmbeddingIndex(docs)
+    build = time.perf_counter() - started
+    terms = DocumentIndex(docs)
+    embedded.rank(asked[0], K)  # warm-up
+    return {
+        "build": build,
+        "tfidf_build": median_time(lambda _: DocumentIndex(docs), [None]),
+        "rank": median_time(lambda q: embedded.rank(q, K), asked),
+        "tfidf_rank": median_time(lambda q: terms.rank(q, K), asked),
+    }
+
+
+def embeddings_table(n_queries: int) -> None:
+    EmbeddingIndex(documents(10)).rank("warm up", K)  # loads the model, outside the timings
+    rows = {n: measure_embeddings(n, n_queries) for n in EMBEDDING_SIZES}
+    print(f"\n### retrieval by embeddings vs TF-IDF, same documents and {n_queries} queries; load {os.getloadavg()[0]:.2f}\n")
+    print("| documents | embedding index build (s) | documents per s | × TF-IDF build | rank top 5 (ms, median) | × TF-IDF rank |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n, r in rows.items():
+        print(
+            f"| {n:,} | {r['build']:.1f} | {n / r['build']:.0f} | {r['build'] / r['tfidf_build']:.0f} "
+            f"| {r['rank'] * 1e3:.2f} | {r['rank'] / r['tfidf_rank']:.1f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer queries and builds")
@@ -138,6 +173,7 @@ def main() -> None:
             f"| {r['call'] * 1e3:.2f} | {r['call'] / first['call']:.1f} | {r['all'] * 1e3:.1f} | {per_candidate * 1e6:.2f} "
             f"| {per_candidate / first_per_candidate:.2f} |"
         )
+    embeddings_table(n_queries)
 
 
 if __name__ == "__main__":
