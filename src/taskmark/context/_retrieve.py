@@ -33,6 +33,7 @@ __all__ = ["DocumentIndex", "EmbeddingIndex", "index_for"]
 
 _CACHED = 4
 _cache: OrderedDict[tuple[RetrievalMethod, tuple[Candidate, ...]], DocumentIndex | EmbeddingIndex] = OrderedDict()
+_building: dict[tuple[RetrievalMethod, tuple[Candidate, ...]], threading.Lock] = {}
 _lock = threading.Lock()
 
 
@@ -65,9 +66,7 @@ class _Index:
             scoring zero or less (for TF-IDF: sharing no term with the query) are not
             returned. Equal scores go by id.
         """
-        if not self.candidates or k <= 0:
-            return []
-        scores = self._scores(query)
+        scores = self._scores(query) if k > 0 else None
         if scores is None:
             return []
         import numpy as np
@@ -182,9 +181,16 @@ def index_for(candidates: Sequence[Candidate], method: RetrievalMethod = "tfidf"
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    index = EmbeddingIndex(candidates) if method == "embeddings" else DocumentIndex(candidates)
-    with _lock:
-        _cache[key] = index
-        while len(_cache) > _CACHED:
-            _cache.popitem(last=False)
+        building = _building.setdefault(key, threading.Lock())
+    # The calls of a parallel phase ask for the same index at once: one builds, the others wait for it.
+    with building:
+        with _lock:
+            if key in _cache:
+                return _cache[key]
+        index = EmbeddingIndex(candidates) if method == "embeddings" else DocumentIndex(candidates)
+        with _lock:
+            _cache[key] = index
+            _building.pop(key, None)
+            while len(_cache) > _CACHED:
+                _cache.popitem(last=False)
     return index

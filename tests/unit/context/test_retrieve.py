@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import taskmark.context._retrieve as retrieve
+
 from taskmark.context import Candidate, DocumentIndex, EmbeddingIndex, index_for
 
 DOCS = [
@@ -37,6 +45,29 @@ def test_the_index_is_built_once_per_set_of_documents() -> None:
     assert index_for(list(DOCS)) is first
     assert index_for(DOCS[:2]) is not first
     assert index_for([*DOCS[:3], Candidate("refers:ledger/Verdict", "refers", "ledger/Verdict (run 9)", DOCS[3].text)]) is not first
+
+
+
+def test_calls_asking_at_once_for_the_same_index_build_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[int] = []
+
+    class Counted(DocumentIndex):
+        def __init__(self, candidates: list[Candidate]) -> None:
+            built.append(len(candidates))
+            time.sleep(0.05)  # long enough for every caller to miss the cache
+            super().__init__(candidates)
+
+    monkeypatch.setattr(retrieve, "DocumentIndex", Counted)
+    docs = [Candidate(f"doc:{n}.md", "document", f"{n}.md", f"note {n} on the tides") for n in range(5)]
+    start = threading.Barrier(8)
+
+    def ask(_: int) -> object:
+        start.wait()
+        return index_for(docs)
+
+    with ThreadPoolExecutor(8) as pool:
+        indexes = list(pool.map(ask, range(8)))
+    assert built == [5] and all(i is indexes[0] for i in indexes)
 
 
 # Nothing in these shares a term with the question but its meaning: TF-IDF cannot find it.
