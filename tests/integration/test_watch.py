@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
+from taskmark.blocks import LLMProvider
 from taskmark.watch import Claim, FolderBusyError, WatchEvent, Watcher, WatchFolder
 
 DEADLINE_S = 120.0
@@ -274,11 +275,16 @@ class Gate:
 
 
 async def test_runs_go_at_most_max_concurrent_at_once(inbox: Path, fake_llm: FakeOpenAIServer) -> None:
+    # A request held at the gate must not time out and come again (CI saw a seventh request when
+    # the second run took over a minute to start): these runs' provider outlasts the gate.
+    provider = LLMProvider(model="openai/fake-model", api_base=fake_llm.api_base, api_key="sk-test-not-real", timeout_s=2 * DEADLINE_S)
+    await provider.save("gated", overwrite=True)
+    (inbox.parent / "defs" / "gated.md").write_text(DEFINITION.replace("name: two-steps\n", "name: two-steps\nllm: {provider: gated}\n"))
     gate = Gate()
     fake_llm.default = gate
     async with watching(inbox, max_concurrent=2):
         for topic in ("a", "b", "c"):
-            drop(inbox, f"{topic}-seed.json", seed(topic))
+            drop(inbox, f"{topic}-seed.json", seed(topic, definition="../defs/gated.md"))
         await until(lambda: gate.waiting == 2, "two runs to call the LLM")
         assert len(names(inbox / "current")) == 2 and len(names(inbox / "pending")) == 1
         gate.open.set()
