@@ -14,8 +14,8 @@ Every benchmark that talks to Prefect runs in two layers:
 from __future__ import annotations
 
 import argparse
-import atexit
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -50,7 +50,9 @@ sys.path.insert(0, str(HERE))
 
 
 def _server_call(env: dict[str, str], code: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False, timeout=180
+    )
     if out.returncode != 0:
         raise RuntimeError(f"server command failed:\n{out.stderr[-3000:]}")
     return out.stdout.strip()
@@ -77,7 +79,9 @@ def prefect_server(backend: str) -> Iterator[str]:
     started = time.perf_counter()
     try:
         url = _server_call(env, "from taskmark.flows._local_server import start_server; print(start_server().api_url)")
-        print(f"# {backend}: Prefect server at {url} (started in {time.perf_counter() - started:.1f} s)", file=sys.stderr)
+        print(
+            f"# {backend}: Prefect server at {url} (started in {time.perf_counter() - started:.1f} s)", file=sys.stderr
+        )
         yield url.splitlines()[-1]
     finally:
         with contextlib.suppress(Exception):
@@ -87,7 +91,9 @@ def prefect_server(backend: str) -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def bench_main(script: str, parser: argparse.ArgumentParser, child: Callable[[argparse.Namespace], Awaitable[None]]) -> None:
+def bench_main(
+    script: str, parser: argparse.ArgumentParser, child: Callable[[argparse.Namespace], Awaitable[None]]
+) -> None:
     """The parent starts servers and the fake LLM and runs ``script --child`` once per backend,
     passing on its own arguments; the child measures."""
     args = parser.parse_args()
@@ -108,12 +114,25 @@ def parent_main(script: str, args: argparse.Namespace) -> None:
             with prefect_server(backend) as url:
                 # The client sees no Prefect settings of the caller's, except logging ones
                 # (e.g. PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=WARNING, to compare).
-                env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") or k.startswith("PREFECT_LOGGING_")}
+                env = {
+                    k: v
+                    for k, v in os.environ.items()
+                    if not k.startswith("PREFECT_") or k.startswith("PREFECT_LOGGING_")
+                }
                 env.update(QUIET_ENV)
                 env["PREFECT_API_URL"] = url
                 env["PREFECT_HOME"] = tempfile.mkdtemp(prefix="tm-bench-client-")
                 # The caller's own arguments go on; the later --backend wins over its own.
-                command = [sys.executable, script, *sys.argv[1:], "--child", "--backend", backend, "--fake-port", str(llm.port)]
+                command = [
+                    sys.executable,
+                    script,
+                    *sys.argv[1:],
+                    "--child",
+                    "--backend",
+                    backend,
+                    "--fake-port",
+                    str(llm.port),
+                ]
                 subprocess.run(command, env=env, check=False)
                 shutil.rmtree(env["PREFECT_HOME"], ignore_errors=True)
     print(f"# load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
@@ -141,12 +160,17 @@ async def litellm_call(base: str, prompt: str) -> str:
     from taskmark.blocks._litellm import litellm
 
     response = await litellm().acompletion(
-        model="openai/bench", api_base=base, api_key="sk-bench", messages=[{"role": "user", "content": prompt}], num_retries=0, max_retries=0
+        model="openai/bench",
+        api_base=base,
+        api_key="sk-bench",
+        messages=[{"role": "user", "content": prompt}],
+        num_retries=0,
+        max_retries=0,
     )
     return str(response.choices[0].message.content)
 
 
-def overrides(base: str) -> Any:  # noqa: ANN401
+def overrides(base: str) -> Any:
     from pydantic import SecretStr
 
     from taskmark.blocks import ProviderOverrides
@@ -206,7 +230,9 @@ def print_table(title: str, rows: list[tuple[str, list[float]]], *, unit: str = 
     for label, times in rows:
         med = statistics.median(times)
         cpu = getattr(times, "cpu", None)
-        print(f"| {label} | {med:.3f} | {min(times):.3f} | {max(times):.3f} | {med / base:.2f} | {statistics.median(cpu) if cpu else float('nan'):.3f} |")
+        print(
+            f"| {label} | {med:.3f} | {min(times):.3f} | {max(times):.3f} | {med / base:.2f} | {statistics.median(cpu) if cpu else float('nan'):.3f} |"
+        )
     sys.stdout.flush()
 
 
@@ -228,7 +254,7 @@ class ApiTrace:
         self._original = original = PrefectHttpxAsyncClient.send
         calls = self.calls
 
-        async def send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        async def send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             response = await original(client, request, *args, **kwargs)
             route = _ID.sub("{id}", request.url.path.split("/api", 1)[-1])
@@ -253,7 +279,9 @@ class ApiTrace:
         print("| request | count | total ms | mean ms | max ms |")
         print("| --- | ---: | ---: | ---: | ---: |")
         for key, durations in sorted(by.items(), key=lambda kv: -sum(kv[1])):
-            print(f"| {key} | {len(durations)} | {sum(durations) * 1000:.0f} | {statistics.mean(durations) * 1000:.1f} | {max(durations) * 1000:.0f} |")
+            print(
+                f"| {key} | {len(durations)} | {sum(durations) * 1000:.0f} | {statistics.mean(durations) * 1000:.1f} | {max(durations) * 1000:.0f} |"
+            )
         busy = _union(((s - t0, s - t0 + d) for s, d, *_ in self.calls))
         print(f"\nwall time with at least one Prefect request in flight: {busy:.3f} s of {total:.3f} s")
 
@@ -281,7 +309,9 @@ def child_header(backend: str) -> None:
     from prefect.settings import get_current_settings
 
     load = os.getloadavg()
-    print(f"\n## backend: {backend} — prefect {prefect.__version__}, API {get_current_settings().api.url}, load {load[0]:.2f}")
+    print(
+        f"\n## backend: {backend} — prefect {prefect.__version__}, API {get_current_settings().api.url}, load {load[0]:.2f}"
+    )
 
 
 def dump_json(name: str, payload: dict[str, Any]) -> None:

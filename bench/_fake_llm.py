@@ -116,7 +116,7 @@ class FakeLLM:
 
     def count(self) -> int:
         """Chat requests answered since the server started."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/count", timeout=5) as response:  # noqa: S310 - localhost
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/count", timeout=5) as response:
             return int(response.read())
 
 

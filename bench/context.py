@@ -144,8 +144,12 @@ def measure_embeddings(n: int, n_queries: int) -> dict[str, float]:
 def embeddings_table(n_queries: int) -> None:
     EmbeddingIndex(documents(10)).rank("warm up", K)  # loads the model, outside the timings
     rows = {n: measure_embeddings(n, n_queries) for n in EMBEDDING_SIZES}
-    print(f"\n### retrieval by embeddings vs TF-IDF, same documents and {n_queries} queries; load {os.getloadavg()[0]:.2f}\n")
-    print("| documents | embedding index build (s) | documents per s | × TF-IDF build | rank top 5 (ms, median) | × TF-IDF rank |")
+    print(
+        f"\n### retrieval by embeddings vs TF-IDF, same documents and {n_queries} queries; load {os.getloadavg()[0]:.2f}\n"
+    )
+    print(
+        "| documents | embedding index build (s) | documents per s | × TF-IDF build | rank top 5 (ms, median) | × TF-IDF rank |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for n, r in rows.items():
         print(
@@ -163,8 +167,12 @@ def main() -> None:
     DocumentIndex(documents(10)).rank("warm up", K)  # imports scikit-learn, outside the timings
     rows = {n: measure(n, n_queries, builds) for n in SIZES}
     first = rows[SIZES[0]]
-    print(f"\n### context assembly: {n_queries} queries per size, best of {builds} builds; load {os.getloadavg()[0]:.2f}\n")
-    print("| documents | index build (s) | × | rank top 5 (ms, median) | × | rank + assemble per call (ms) | × | assemble all N (ms) | per candidate (µs) | × |")
+    print(
+        f"\n### context assembly: {n_queries} queries per size, best of {builds} builds; load {os.getloadavg()[0]:.2f}\n"
+    )
+    print(
+        "| documents | index build (s) | × | rank top 5 (ms, median) | × | rank + assemble per call (ms) | × | assemble all N (ms) | per candidate (µs) | × |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n, r in rows.items():
         per_candidate, first_per_candidate = r["all"] / n, first["all"] / SIZES[0]

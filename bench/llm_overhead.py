@@ -19,10 +19,9 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from support.fake_openai import FakeOpenAIServer, Reply  # noqa: E402
-
-from taskmark.blocks import LLMProvider  # noqa: E402
-from taskmark.blocks._litellm import litellm  # noqa: E402
+from support.fake_openai import FakeOpenAIServer, Reply
+from taskmark.blocks import LLMProvider
+from taskmark.blocks._litellm import litellm
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -40,8 +40,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HEAD, QUIET_ENV, prefect_server, write_definition  # noqa: E402
-from _fake_llm import FakeLLM  # noqa: E402
+from _common import HEAD, QUIET_ENV, prefect_server, write_definition
+from _fake_llm import FakeLLM
 
 BIN = Path(sys.executable).parent
 NAME = "load-brief"
@@ -53,7 +53,7 @@ def definition_text() -> str:
         "## Phase: Gather\nparallel: true\n\n### Steps\n"
         "- agent: a - News on {{ topic }}\n- agent: b - Prices of {{ topic }}\n- aggregate: concat\n\n"
         "## Phase: Brief\ndependsOn: [Gather]\n\n### Steps\n"
-        "- agent: a - Brief on {{ topic }} from {{ phases.Gather }}\n- agent: b - Tighten: {{ steps[\"a\"] }}\n"
+        '- agent: a - Brief on {{ topic }} from {{ phases.Gather }}\n- agent: b - Tighten: {{ steps["a"] }}\n'
     )
 
 
@@ -75,13 +75,15 @@ def _env(api_url: str, home: str, llm_base: str) -> dict[str, str]:
     return env
 
 
-def _client(api_url: str) -> Any:  # noqa: ANN401
+def _client(api_url: str) -> Any:
     from prefect.client.orchestration import SyncPrefectClient
 
     return SyncPrefectClient(api_url)
 
 
-def measure(api_url: str, env: dict[str, str], deployment_id: Any, workers: int, limit: int, runs: int, logs: Path) -> dict[str, Any]:  # noqa: ANN401
+def measure(
+    api_url: str, env: dict[str, str], deployment_id: Any, workers: int, limit: int, runs: int, logs: Path
+) -> dict[str, Any]:
     """Start ``workers`` workers, submit ``runs`` runs at once, wait for all; stop the workers."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -90,19 +92,37 @@ def measure(api_url: str, env: dict[str, str], deployment_id: Any, workers: int,
         log = (logs / f"worker-{workers}-{limit}-{number}.log").open("ab")
         processes.append(
             subprocess.Popen(
-                ["prefect", "worker", "start", "--pool", POOL, "--name", f"w{number}-{uuid.uuid4().hex[:6]}", "--limit", str(limit)],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    "prefect",
+                    "worker",
+                    "start",
+                    "--pool",
+                    POOL,
+                    "--name",
+                    f"w{number}-{uuid.uuid4().hex[:6]}",
+                    "--limit",
+                    str(limit),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
     try:
         time.sleep(5)  # let the workers start polling: their start-up is not the runs' cost
         with _client(api_url) as client:
             started = time.perf_counter()
-            ids = [client.create_flow_run_from_deployment(deployment_id, parameters={"topic": f"t{i}"}).id for i in range(runs)]
+            ids = [
+                client.create_flow_run_from_deployment(deployment_id, parameters={"topic": f"t{i}"}).id
+                for i in range(runs)
+            ]
             submitted = time.perf_counter() - started
             deadline = time.monotonic() + 3600
             while True:
-                found = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))
+                found = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids)
+                )
                 if all(r.state is not None and r.state.is_final() for r in found) or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
@@ -128,7 +148,9 @@ def bench_backend(backend: str, args: argparse.Namespace, llm: FakeLLM, definiti
     try:
         with prefect_server(backend) as api_url:
             env = _env(api_url, home, llm.api_base(args.latency))
-            subprocess.run(["taskmark", "deploy", str(definition), "--pool", POOL], env=env, check=True, capture_output=True)
+            subprocess.run(
+                ["taskmark", "deploy", str(definition), "--pool", POOL], env=env, check=True, capture_output=True
+            )
             with _client(api_url) as client:
                 deployment_id = client.read_deployment_by_name(f"{NAME}/{NAME}").id
             rows = []
@@ -137,9 +159,14 @@ def bench_backend(backend: str, args: argparse.Namespace, llm: FakeLLM, definiti
                 result = measure(api_url, env, deployment_id, workers, limit, args.runs, logs)
                 result["calls"] = llm.count() - before
                 rows.append((workers, limit, result))
-                print(f"# {backend}: {workers} worker(s) --limit {limit}: {result['wall']:.1f} s, {dict(result['states'])}", file=sys.stderr)
+                print(
+                    f"# {backend}: {workers} worker(s) --limit {limit}: {result['wall']:.1f} s, {dict(result['states'])}",
+                    file=sys.stderr,
+                )
         base = args.runs / rows[0][2]["wall"] * 60
-        print(f"\n### load, {backend}: {args.runs} runs at once, 4 calls each, {args.latency * 1000:.0f} ms per reply\n")
+        print(
+            f"\n### load, {backend}: {args.runs} runs at once, 4 calls each, {args.latency * 1000:.0f} ms per reply\n"
+        )
         print("| workers | --limit each | runs completed | LLM calls | wall (s) | runs / minute | × 1 worker |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for workers, limit, result in rows:
@@ -148,8 +175,10 @@ def bench_backend(backend: str, args: argparse.Namespace, llm: FakeLLM, definiti
                 f"| {workers} | {limit} | {result['states'].get('COMPLETED', 0)}/{args.runs} | {result['calls']} "
                 f"| {result['wall']:.1f} | {rate:.1f} | {rate / base:.2f} |"
             )
-        print(f"\nsubmitting {args.runs} runs took {rows[0][2]['submit']:.2f} s; load average after: {os.getloadavg()[0]:.2f}; "
-              f"{os.cpu_count()} CPUs")
+        print(
+            f"\nsubmitting {args.runs} runs took {rows[0][2]['submit']:.2f} s; load average after: {os.getloadavg()[0]:.2f}; "
+            f"{os.cpu_count()} CPUs"
+        )
         sys.stdout.flush()
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -16,7 +16,6 @@ Goal (issue 4): ≤ 50 ms per phase on PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import statistics
 import sys
@@ -26,16 +25,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     HEAD,
     ApiTrace,
     api_base,
     base_parser,
+    bench_main,
     child_header,
     dump_json,
     litellm_call,
     overrides,
-    bench_main,
     print_profile,
     print_table,
     timed,
@@ -45,12 +44,14 @@ from _common import (  # noqa: E402
 
 def definition_text(phases: int) -> str:
     return HEAD.format(name="chain", concurrent=4) + "".join(
-        f"## Phase: P{i}\n" + (f"dependsOn: [P{i - 1}]\n" if i else "") + f"\n### Steps\n- agent: a - Step {i} on {{{{ topic }}}}\n\n"
+        f"## Phase: P{i}\n"
+        + (f"dependsOn: [P{i - 1}]\n" if i else "")
+        + f"\n### Steps\n- agent: a - Step {i} on {{{{ topic }}}}\n\n"
         for i in range(phases)
     )
 
 
-def hand_written(base: str, phases: int) -> Any:  # noqa: ANN401
+def hand_written(base: str, phases: int) -> Any:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
@@ -70,7 +71,7 @@ def hand_written(base: str, phases: int) -> Any:  # noqa: ANN401
     return chain
 
 
-async def child(args: Any) -> None:  # noqa: ANN401
+async def child(args: Any) -> None:
     from taskmark.definition import load_definition
     from taskmark.flows._run import arun
 
@@ -94,12 +95,20 @@ async def child(args: Any) -> None:  # noqa: ANN401
         ("hand-written Prefect flow", (await timed(hand, args.repeats))[0]),
         ("taskmark", (await timed(taskmark, args.repeats))[0]),
     ]
-    print_table(f"chain of {n} phases, one call each, 0 ms per call, {args.backend}", rows, note=f"median of {args.repeats} after 1 warm-up; load {os.getloadavg()[0]:.2f}")
+    print_table(
+        f"chain of {n} phases, one call each, 0 ms per call, {args.backend}",
+        rows,
+        note=f"median of {args.repeats} after 1 warm-up; load {os.getloadavg()[0]:.2f}",
+    )
     floor_s = statistics.median(rows[0][1])
     floor_cpu = statistics.median(rows[0][1].cpu)
-    print("\n| runner | wall overhead per phase (ms) = (median − floor) / N | client CPU per phase (ms) |\n| --- | ---: | ---: |")
+    print(
+        "\n| runner | wall overhead per phase (ms) = (median − floor) / N | client CPU per phase (ms) |\n| --- | ---: | ---: |"
+    )
     for label, times in rows[1:]:
-        print(f"| {label} | {(statistics.median(times) - floor_s) / n * 1000:.0f} | {(statistics.median(times.cpu) - floor_cpu) / n * 1000:.0f} |")
+        print(
+            f"| {label} | {(statistics.median(times) - floor_s) / n * 1000:.0f} | {(statistics.median(times.cpu) - floor_cpu) / n * 1000:.0f} |"
+        )
     dump_json(f"overhead_{args.backend}", {"rows": {k: {"wall": list(v), "cpu": v.cpu} for k, v in rows}, "phases": n})
     if args.trace:
         for label, make in (("hand-written Prefect flow", hand), ("taskmark", taskmark)):

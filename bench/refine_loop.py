@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_profile, write_definition  # noqa: E402
+from _common import print_profile, write_definition
 
 SIZES = (1_000, 10_000)
 
@@ -67,15 +67,17 @@ maxRefinements: 20
 class StubRuntime:
     """Just what ``_Lifecycle`` asks of a Runtime during the loop; the call answers at once."""
 
-    def __init__(self, definition: Any) -> None:  # noqa: ANN401
+    def __init__(self, definition: Any) -> None:
         from taskmark.blocks import Completion
 
         self.definition = definition
         self.calls = 0
         self.critique = Completion(text="Too low a score; add evidence.", model="stub")
-        self.revision = Completion(text='{"summary": "tides rise", "score": 1}', parsed={"summary": "tides rise", "score": 1}, model="stub")
+        self.revision = Completion(
+            text='{"summary": "tides rise", "score": 1}', parsed={"summary": "tides rise", "score": 1}, model="stub"
+        )
 
-    async def call(self, phase: Any, stage: str, agent: Any, prompt: str, layers: Any, schema: Any) -> Any:  # noqa: ANN401
+    async def call(self, phase: Any, stage: str, agent: Any, prompt: str, layers: Any, schema: Any) -> Any:
         self.calls += 1
         return self.critique if stage == "critique" else self.revision
 
@@ -143,7 +145,9 @@ def main() -> None:
             elapsed, calls[size] = asyncio.run(loop_once(size))
             per_iteration.setdefault(size, []).append(elapsed / size)
     base = statistics.median(per_iteration[SIZES[0]])
-    print(f"\n### refine loop (taskmark's _Lifecycle.loop, stubbed LLM), median of {args.repeats}; load {os.getloadavg()[0]:.2f}\n")
+    print(
+        f"\n### refine loop (taskmark's _Lifecycle.loop, stubbed LLM), median of {args.repeats}; load {os.getloadavg()[0]:.2f}\n"
+    )
     print("| iterations | stub calls | total (s) | per iteration (µs) | × at 1,000 |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for size in SIZES:

@@ -62,10 +62,21 @@ def main() -> None:
         print(f"| {label} | {med:.3f} | {min(times):.3f} | {max(times):.3f} | {med - base:.3f} |")
 
     trace = subprocess.run(
-        [env_python, "-X", "importtime", "-c", f"import sys; sys.argv=['taskmark','validate',{args.path!r}]; from taskmark.cli import main; main()"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        [
+            env_python,
+            "-X",
+            "importtime",
+            "-c",
+            f"import sys; sys.argv=['taskmark','validate',{args.path!r}]; from taskmark.cli import main; main()",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    heavy = [line for line in trace.stderr.splitlines() if "| prefect" in line or "| litellm" in line.replace("  ", " ")]
+    heavy = [
+        line for line in trace.stderr.splitlines() if "| prefect" in line or "| litellm" in line.replace("  ", " ")
+    ]
     top: list[tuple[int, str]] = []
     for line in trace.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:
@@ -75,7 +86,10 @@ def main() -> None:
             except ValueError:
                 pass
     print(f"\nprefect or litellm imported by validate: {'yes' if heavy else 'no'}")
-    print("largest cumulative imports (ms): " + ", ".join(f"{name.strip()} {us / 1000:.0f}" for us, name in sorted(top, reverse=True)[:8]))
+    print(
+        "largest cumulative imports (ms): "
+        + ", ".join(f"{name.strip()} {us / 1000:.0f}" for us, name in sorted(top, reverse=True)[:8])
+    )
 
 
 if __name__ == "__main__":

@@ -30,16 +30,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     HEAD,
     ApiTrace,
     api_base,
     base_parser,
+    bench_main,
     child_header,
     dump_json,
     litellm_call,
     overrides,
-    bench_main,
     print_table,
     timed,
     write_definition,
@@ -60,11 +60,13 @@ def definition_text() -> str:
 
 async def floor(base: str) -> None:
     await litellm_call(base, "Brief")
-    await asyncio.gather(asyncio.gather(*(litellm_call(base, f"Angle {i}") for i in range(WIDTH))), litellm_call(base, "Side"))
+    await asyncio.gather(
+        asyncio.gather(*(litellm_call(base, f"Angle {i}") for i in range(WIDTH))), litellm_call(base, "Side")
+    )
     await litellm_call(base, "Wrap")
 
 
-def hand_written(base: str) -> Any:  # noqa: ANN401
+def hand_written(base: str) -> Any:
     """The hand-written Prefect flow: async subflows, a task per call."""
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
@@ -89,7 +91,7 @@ def hand_written(base: str) -> Any:  # noqa: ANN401
     return wide
 
 
-def tasks_only(base: str) -> Any:  # noqa: ANN401
+def tasks_only(base: str) -> Any:
     """The same calls as Prefect tasks in one flow, no subflows: what Prefect costs without them."""
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
@@ -107,7 +109,7 @@ def tasks_only(base: str) -> Any:  # noqa: ANN401
     return wide
 
 
-async def child(args: Any) -> None:  # noqa: ANN401
+async def child(args: Any) -> None:
     from taskmark.definition import load_definition
     from taskmark.flows._run import arun
 
@@ -136,10 +138,13 @@ async def child(args: Any) -> None:  # noqa: ANN401
         rows,
         note=f"median of {args.repeats} after 1 warm-up; load {__import__('os').getloadavg()[0]:.2f}",
     )
-    print("\ntaskmark phase durations (median, s; from RunResult, includes each subflow's own Prefect calls): " + ", ".join(
-        f"{name} {statistics.median(times[1:] or times):.3f}" for name, times in phases.items()
-    ))
-    dump_json(f"wide_fanout_{args.backend}", {"rows": {k: {"wall": list(v), "cpu": v.cpu} for k, v in rows}, "phases": phases})
+    print(
+        "\ntaskmark phase durations (median, s; from RunResult, includes each subflow's own Prefect calls): "
+        + ", ".join(f"{name} {statistics.median(times[1:] or times):.3f}" for name, times in phases.items())
+    )
+    dump_json(
+        f"wide_fanout_{args.backend}", {"rows": {k: {"wall": list(v), "cpu": v.cpu} for k, v in rows}, "phases": phases}
+    )
     if args.trace:
         for label, make in (("hand-written Prefect flow", hand), ("taskmark", taskmark)):
             with ApiTrace() as trace:

@@ -22,16 +22,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     HEAD,
     ApiTrace,
     api_base,
     base_parser,
+    bench_main,
     child_header,
     dump_json,
     litellm_call,
     overrides,
-    bench_main,
     print_profile,
     print_table,
     timed,
@@ -41,10 +41,13 @@ from _common import (  # noqa: E402
 
 def definition_text(calls: int) -> str:
     steps = "".join(f"- agent: a - Item {i} of {{{{ topic }}}}\n" for i in range(calls))
-    return HEAD.format(name="wide-phase", concurrent=4) + f"## Phase: Wide\nparallel: true\n\n### Steps\n{steps}- aggregate: concat\n"
+    return (
+        HEAD.format(name="wide-phase", concurrent=4)
+        + f"## Phase: Wide\nparallel: true\n\n### Steps\n{steps}- aggregate: concat\n"
+    )
 
 
-def hand_written(base: str, calls: int) -> Any:  # noqa: ANN401
+def hand_written(base: str, calls: int) -> Any:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
@@ -63,7 +66,7 @@ def hand_written(base: str, calls: int) -> Any:  # noqa: ANN401
     return wide
 
 
-async def child(args: Any) -> None:  # noqa: ANN401
+async def child(args: Any) -> None:
     from taskmark.definition import load_definition
     from taskmark.flows._run import arun
 

@@ -27,9 +27,9 @@ os.environ.pop("PREFECT_API_KEY", None)
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import pytest  # noqa: E402
+import pytest
 
-from support.fake_openai import FakeOpenAIServer  # noqa: E402
+from support.fake_openai import FakeOpenAIServer
 
 # Variables that change which provider answers; cleared for every test so that the
 # developer's own keys neither leak into nor change any test.

@@ -22,7 +22,9 @@ API_KEY = f"sk-canary-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="session")
-def prefect_stack(_fake_llm_server: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
+def prefect_stack(
+    _fake_llm_server: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrefectStack]:
     """Server, pool, `prefect deploy --all` from the repository root, and a worker."""
     llm_env = {
         "TASKMARK_LLM_API_BASE": _fake_llm_server.api_base,
@@ -62,7 +64,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def preview_deployment(prefect_stack: PrefectStack, workspace: Path) -> Any:  # noqa: ANN401
+def preview_deployment(prefect_stack: PrefectStack, workspace: Path) -> Any:
     """`taskmark deploy` of the docs' definition, as the docs run it; the deployment read back.
 
     Run for each test that asks: `taskmark serve` takes the deployment off the pool.

@@ -35,16 +35,23 @@ def _schema_of(path: Path) -> dict[str, Any]:
     return parameter_schema(compile(load_definition(path))).model_dump(exclude_unset=True)
 
 
-def _scheduled_runs(stack: PrefectStack, deployment_id: Any) -> list[Any]:  # noqa: ANN401
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState
-    from prefect.client.schemas.filters import FlowRunFilterStateType
+def _scheduled_runs(stack: PrefectStack, deployment_id: Any) -> list[Any]:
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     with stack.client() as client:
         return list(
             client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+                ),
             )
         )
 
@@ -66,9 +73,11 @@ def test_prefect_yaml_has_its_own_entry_for_each_example() -> None:
         assert entry["entrypoint"] == entrypoint_of(definition)
         assert entry["work_pool"]["name"] == "taskmark"
         schedule = definition.metadata.schedule
-        expected = [] if schedule is None else [
-            {"cron": schedule.cron, "timezone": schedule.timezone, "parameters": schedule.parameters}
-        ]
+        expected = (
+            []
+            if schedule is None
+            else [{"cron": schedule.cron, "timezone": schedule.timezone, "parameters": schedule.parameters}]
+        )
         assert entry["schedules"] == expected, "prefect.yaml's schedule must match the definition's"
 
 
@@ -90,7 +99,10 @@ def test_a_bad_definition_is_a_located_error_and_exit_2(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--cron", "61 6 * * *", "-p", "company=X"], 'error: invalid schedule: Invalid cron string: "61 6 * * *"'),
-        (["--cron", "0 6 * * *", "--timezone", "Mars/Olympus", "-p", "company=X"], "error: invalid schedule: Invalid timezone"),
+        (
+            ["--cron", "0 6 * * *", "--timezone", "Mars/Olympus", "-p", "company=X"],
+            "error: invalid schedule: Invalid timezone",
+        ),
         (["--cron", "0 6 * * *"], "error: scheduled runs would have no value for the required input 'company'"),
         (["-p", "quarters=many"], "quarters: expected integer (as JSON); found 'many'"),
     ],
@@ -123,9 +135,14 @@ def test_the_daily_form_has_typed_fields_defaults_and_required(prefect_stack: Pr
         schema = client.read_deployment_by_name("daily-market-analysis/daily-market-analysis").parameter_openapi_schema
     fields = schema["properties"]
     assert schema["required"] == ["question"]
-    assert fields["question"]["type"] == "string" and fields["question"]["description"].startswith("The market question")
+    assert fields["question"]["type"] == "string" and fields["question"]["description"].startswith(
+        "The market question"
+    )
     assert (fields["ticker"]["type"], fields["ticker"]["default"]) == ("string", "BTC")
-    assert (fields["riskTolerance"]["enum"], fields["riskTolerance"]["default"]) == (["low", "medium", "high"], "medium")
+    assert (fields["riskTolerance"]["enum"], fields["riskTolerance"]["default"]) == (
+        ["low", "medium", "high"],
+        "medium",
+    )
 
 
 def test_the_schedule_lists_weekday_8am_new_york_runs(prefect_stack: PrefectStack) -> None:
@@ -140,7 +157,7 @@ def test_the_schedule_lists_weekday_8am_new_york_runs(prefect_stack: PrefectStac
 
 
 @pytest.fixture(scope="session")
-def daily_run(prefect_stack: PrefectStack, _fake_llm_server: FakeOpenAIServer) -> Any:  # noqa: ANN401
+def daily_run(prefect_stack: PrefectStack, _fake_llm_server: FakeOpenAIServer) -> Any:
     """A daily-market-analysis run started with the docs' `prefect deployment run ... --watch`."""
     from support.fake_openai import schema_reply
 
@@ -150,29 +167,56 @@ def daily_run(prefect_stack: PrefectStack, _fake_llm_server: FakeOpenAIServer) -
 
 
 def test_a_cli_run_completes_with_its_graph_artifacts_and_events(prefect_stack: PrefectStack, daily_run: Any) -> None:
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterParentFlowRunId
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, TaskRunFilter, TaskRunFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+        TaskRunFilter,
+        TaskRunFilterFlowRunId,
+    )
 
     assert daily_run.state.type.value == "COMPLETED", daily_run.state.message
     assert daily_run.parameters == {"question": "What moved BTC today?"}
     with prefect_stack.client() as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[daily_run.id])))
-        phases = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[daily_run.id])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[daily_run.id]))
+        )
+        phases = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[daily_run.id]))
+        )
         phase_ids = [p.id for p in phases]
-        stages = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=phase_ids)))
+        stages = client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=phase_ids))
+        )
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=phase_ids)))
     kinds = {a.key: a.type for a in artifacts}
-    assert kinds == {"daily-market-analysis-summary": "markdown", "daily-market-analysis-usage": "table", "outputs-daily-market-analysis": "markdown"}
+    assert kinds == {
+        "daily-market-analysis-summary": "markdown",
+        "daily-market-analysis-usage": "table",
+        "outputs-daily-market-analysis": "markdown",
+    }
     assert sorted(p.name for p in phases if p.name.startswith("Phase: ")) == sorted(
         f"Phase: {p.name}" for p in load_definition(ROOT / "definitions" / "daily-market-analysis.md").phases
     )
-    for stage in ("Question Classification/ingestion", "Question Classification/inference", "Answer Synthesis/inference"):
+    for stage in (
+        "Question Classification/ingestion",
+        "Question Classification/inference",
+        "Answer Synthesis/inference",
+    ):
         assert any(s.name.startswith(stage) for s in stages), (stage, sorted(s.name for s in stages))
     assert any(log.task_run_id is not None for log in logs), "no log of a stage"
 
     def phase_events() -> set[str]:  # events reach the server a moment after the run ends
         with prefect_stack.client() as client:
-            body = {"filter": {"any_resource": {"id": [f"prefect.flow-run.{daily_run.id}"]}, "event": {"prefix": ["taskmark."]}}}
+            body = {
+                "filter": {
+                    "any_resource": {"id": [f"prefect.flow-run.{daily_run.id}"]},
+                    "event": {"prefix": ["taskmark."]},
+                }
+            }
             found = {e["event"] for e in client.request("POST", "/events/filter", json=body).json()["events"]}
         return found if {"taskmark.phase.started", "taskmark.phase.completed"} <= found else set()
 
@@ -182,7 +226,9 @@ def test_a_cli_run_completes_with_its_graph_artifacts_and_events(prefect_stack: 
 def test_an_api_run_with_typed_inputs_completes(prefect_stack: PrefectStack, llm: FakeOpenAIServer) -> None:
     with prefect_stack.client() as client:
         deployment = client.read_deployment_by_name("content-generation/content-generation")
-        run = client.create_flow_run_from_deployment(deployment.id, parameters={"topic": "Tides", "length": 300, "tone": "neutral"})
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"topic": "Tides", "length": 300, "tone": "neutral"}
+        )
     finished = wait_final(prefect_stack, run.id)
     assert finished.state.type.value == "COMPLETED", finished.state.message
     assert finished.parameters == {"topic": "Tides", "length": 300, "tone": "neutral"}
@@ -196,7 +242,10 @@ def test_taskmark_deploy_makes_a_typed_scheduled_deployment_of_a_new_file(
     prefect_stack: PrefectStack, workspace: Path, llm: FakeOpenAIServer
 ) -> None:
     result = prefect_stack.run(COMMANDS["taskmark_deploy"], cwd=workspace)
-    assert "Deployed earnings-preview/earnings-preview (cron 30 6 * * 1-5 (Europe/London)) to pool 'taskmark'" in result.stdout
+    assert (
+        "Deployed earnings-preview/earnings-preview (cron 30 6 * * 1-5 (Europe/London)) to pool 'taskmark'"
+        in result.stdout
+    )
     with prefect_stack.client() as client:
         deployment = client.read_deployment_by_name("earnings-preview/earnings-preview")
     assert deployment.parameter_openapi_schema == _schema_of(workspace / "my-workflows" / "earnings-preview.md")
@@ -210,11 +259,16 @@ def test_taskmark_deploy_makes_a_typed_scheduled_deployment_of_a_new_file(
     }
     assert deployment.parameters == {"company": "ACME Corp"}
     # Each run starts in the file's folder (no copy of the folder `taskmark deploy` ran in).
-    assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(workspace / "my-workflows")}}]
+    assert deployment.pull_steps == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(workspace / "my-workflows")}}
+    ]
     assert deployment.path is None
     london = ZoneInfo("Europe/London")
     runs = wait_for(lambda: _scheduled_runs(prefect_stack, deployment.id), "scheduled runs of earnings-preview")
-    assert all((r.expected_start_time.astimezone(london).hour, r.expected_start_time.astimezone(london).minute) == (6, 30) for r in runs)
+    assert all(
+        (r.expected_start_time.astimezone(london).hour, r.expected_start_time.astimezone(london).minute) == (6, 30)
+        for r in runs
+    )
 
     ran = prefect_stack.run(COMMANDS["run_preview"], cwd=workspace)
     finished = wait_final(prefect_stack, flow_run_id_in(ran.stdout))
@@ -222,7 +276,9 @@ def test_taskmark_deploy_makes_a_typed_scheduled_deployment_of_a_new_file(
     assert "Preview the coming results of Initech (Americas)" in llm.requests[0].messages[-1]["content"]
 
 
-def test_editing_then_deploying_again_updates_the_deployment(prefect_stack: PrefectStack, tmp_path: Path, llm: FakeOpenAIServer) -> None:
+def test_editing_then_deploying_again_updates_the_deployment(
+    prefect_stack: PrefectStack, tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
     path = tmp_path / "edited.md"
     text = doc_definition().replace("name: earnings-preview", "name: edited-preview")
     path.write_text(text)
@@ -238,7 +294,9 @@ def test_editing_then_deploying_again_updates_the_deployment(prefect_stack: Pref
     assert "Preview, briefly, the coming results of Hooli" in llm.requests[-1].messages[-1]["content"]
 
     # A new input and a schedule need a deploy: the same deployment gets the new form.
-    edited = path.read_text().replace("requirements:\n", "requirements:\n  audience: {type: string, enum: [traders, investors], default: investors}\n")
+    edited = path.read_text().replace(
+        "requirements:\n", "requirements:\n  audience: {type: string, enum: [traders, investors], default: investors}\n"
+    )
     path.write_text(edited)
     result = prefect_stack.run(f"taskmark deploy {path} --cron '0 7 * * *' --timezone Asia/Tokyo --param company=Hooli")
     assert "(cron 0 7 * * * (Asia/Tokyo))" in result.stdout
@@ -259,7 +317,7 @@ def test_taskmark_serve_runs_a_deployment_without_a_pool(
     server = prefect_stack.start(COMMANDS["serve"], log_name="serve", cwd=workspace)
     try:
 
-        def served() -> Any:  # noqa: ANN401
+        def served() -> Any:
             assert server.poll() is None, prefect_stack.log("serve")
             with prefect_stack.client() as client:
                 deployment = client.read_deployment_by_name("earnings-preview/earnings-preview")

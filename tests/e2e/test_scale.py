@@ -106,7 +106,7 @@ class Load:
     """Output of the docs' commands run after the load, by name."""
 
 
-def _final(run: Any) -> bool:  # noqa: ANN401
+def _final(run: Any) -> bool:
     return run.state is not None and run.state.is_final()
 
 
@@ -121,7 +121,9 @@ def _executed_events(stack: PrefectStack, expected: int) -> list[tuple[str, str]
         page = client.request("POST", "/events/filter", json=body).json()
     while True:
         for event in page["events"]:
-            run_id = next(r["prefect.resource.id"] for r in event["related"] if r["prefect.resource.role"] == "flow-run")
+            run_id = next(
+                r["prefect.resource.id"] for r in event["related"] if r["prefect.resource.role"] == "flow-run"
+            )
             found.append((run_id.removeprefix("prefect.flow-run."), event["resource"]["prefect.resource.name"]))
         if not page.get("next_page"):
             break
@@ -149,7 +151,9 @@ def _start_server(stack: PrefectStack) -> subprocess.Popen[bytes]:
 
 
 def _python(stack: PrefectStack, code: str, cwd: Path) -> str:
-    result = subprocess.run([str(BIN / "python"), "-c", code], cwd=cwd, env=stack.env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", code], cwd=cwd, env=stack.env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, f"snippet failed:\n{code}\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -168,11 +172,13 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Load]:
     stack = PrefectStack(home, workspace, {})
     for name in list(stack.env):
         # The block, nothing else, says where calls go; the docs' profile, where the data goes.
-        if name.startswith(("TASKMARK_LLM_", "PREFECT_SERVER_DATABASE_", "PREFECT_API_DATABASE_")) or name.endswith("_API_KEY"):
+        if name.startswith(("TASKMARK_LLM_", "PREFECT_SERVER_DATABASE_", "PREFECT_API_DATABASE_")) or name.endswith(
+            "_API_KEY"
+        ):
             del stack.env[name]
     print(f"\nPrefect stack on PostgreSQL database {database}: {stack.ui_url} (logs in {stack.logs})")
 
-    def run(name: str, **kwargs: Any) -> str:  # noqa: ANN401
+    def run(name: str, **kwargs: Any) -> str:
         return stack.run(on_this_machine(COMMANDS[name], database), **kwargs).stdout
 
     created = False
@@ -189,7 +195,8 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Load]:
 
         block_code, submit_code = doc_python()
         block_code = block_code.replace(
-            'model="gpt-4o-mini", api_key="sk-..."', f'model="openai/fake-model", api_base="{llm.api_base}", api_key="sk-test"'
+            'model="gpt-4o-mini", api_key="sk-..."',
+            f'model="openai/fake-model", api_base="{llm.api_base}", api_key="sk-test"',
         ).replace("rate_limit=500", f"rate_limit={RATE_LIMIT}")
         assert f"rate_limit={RATE_LIMIT}" in block_code and llm.api_base in block_code, block_code
         _python(stack, block_code, workspace)
@@ -213,7 +220,7 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Load]:
 
         def all_final() -> list[Any] | None:
             nonlocal fullest
-            for name, process in zip(("server", *WORKERS), processes):
+            for name, process in zip(("server", *WORKERS), processes, strict=False):
                 assert process.poll() is None, f"{name} exited:\n{stack.log(name)[-4000:]}"
             with stack.client() as client:
                 runs = client.read_flow_runs(deployment_filter=by_deployment, limit=200)
@@ -229,9 +236,14 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Load]:
         duration = time.monotonic() - started
         with stack.client() as client:
             gcl = client.read_global_concurrency_limit_by_name(GCL)
-        executed = wait_for(lambda: _executed_events(stack, len(runs)), "the workers' executed-flow-run events", timeout=120)
+        executed = wait_for(
+            lambda: _executed_events(stack, len(runs)), "the workers' executed-flow-run events", timeout=120
+        )
         # Wide enough that the table does not cut the limit's name.
-        outputs = {name: stack.run(on_this_machine(COMMANDS[name], database), env={"COLUMNS": "200"}).stdout for name in ("gcl_ls", "gcl_inspect")}
+        outputs = {
+            name: stack.run(on_this_machine(COMMANDS[name], database), env={"COLUMNS": "200"}).stdout
+            for name in ("gcl_ls", "gcl_inspect")
+        }
         yield Load(
             submitted=submitted,
             runs=runs,
@@ -248,7 +260,9 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Load]:
         stack.close()  # workers before the server
         llm.stop()
         if created:
-            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", database], check=False)
+            subprocess.run(
+                ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", database], check=False
+            )
 
 
 # -- without a server ---------------------------------------------------------------------------
@@ -271,7 +285,9 @@ def test_every_run_completes_and_none_is_lost(load: Load) -> None:
     assert len(load.submitted) == RUNS
     assert sorted(str(r.id) for r in load.runs) == sorted(load.submitted)
     states = Counter(r.state.type.value for r in load.runs)
-    assert states == {"COMPLETED": RUNS}, [(r.name, r.state.type.value, r.state.message) for r in load.runs if r.state.type.value != "COMPLETED"]
+    assert states == {"COMPLETED": RUNS}, [
+        (r.name, r.state.type.value, r.state.message) for r in load.runs if r.state.type.value != "COMPLETED"
+    ]
     assert {str(r.id): r.parameters["ticker"] for r in load.runs} == load.submitted
 
 
@@ -308,7 +324,11 @@ def test_the_rate_limit_holds_across_both_workers(load: Load) -> None:
     per_minute = Counter(int((t - first) // 60) for t in load.arrivals)
     print("requests per minute, from the first:", [per_minute[m] for m in range(max(per_minute) + 1)])
     for window in (1.0, 10.0, WINDOW_S, 120.0):
-        assert busiest(load.arrivals, window) <= allowed(window), (window, busiest(load.arrivals, window), allowed(window))
+        assert busiest(load.arrivals, window) <= allowed(window), (
+            window,
+            busiest(load.arrivals, window),
+            allowed(window),
+        )
     # The limit bound: its slots were all taken, so later calls waited for slots to decay.
     # (Prefect's `denied_slots` cannot show it: a denial's update is rolled back with the
     # refused request.)

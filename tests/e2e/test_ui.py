@@ -18,7 +18,14 @@ from support.fake_openai import FakeOpenAIServer, Reply
 from support.prefect_stack import PrefectStack, wait_final, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 UI_TIMEOUT_MS = 60_000
 """How long to wait for an element: the UI draws nothing until its scripts have run."""
 
@@ -56,13 +63,19 @@ def test_run_form_is_typed_and_a_submitted_run_shows_its_summary(
     deployment = preview_deployment
     page.goto(f"{prefect_stack.ui_url}/deployments/deployment/{deployment.id}/run")
 
-    def field(name: str) -> Any:  # noqa: ANN401 - a Playwright locator
+    def field(name: str) -> Any:
         label = page.locator(".schema-form-property__label", has_text=name)
         return page.locator(".schema-form-property").filter(has=label)
 
     field("includeGuidance").locator("[role=switch]").wait_for()
     labels = page.locator(".schema-form-property__label").all_inner_texts()
-    assert labels == ["company", "region (Optional)", "quarters (Optional)", "surpriseThreshold (Optional)", "includeGuidance (Optional)"]
+    assert labels == [
+        "company",
+        "region (Optional)",
+        "quarters (Optional)",
+        "surpriseThreshold (Optional)",
+        "includeGuidance (Optional)",
+    ]
     assert field("company").get_by_text('The company that reports, e.g. "ACME Corp"').is_visible()
     # One typed control each, with its default (company's is the deployment's --param).
     assert field("company").locator("textarea").input_value() == "ACME Corp"
@@ -83,7 +96,13 @@ def test_run_form_is_typed_and_a_submitted_run_shows_its_summary(
     run = wait_for(lambda: _run_for(prefect_stack, deployment.id, company="Globex"), "the run the form created")
     finished = wait_final(prefect_stack, run.id)
     assert finished.state.type.value == "COMPLETED", finished.state.message
-    assert finished.parameters == {"company": "Globex", "region": "Americas", "quarters": 6, "surpriseThreshold": 2.5, "includeGuidance": True}
+    assert finished.parameters == {
+        "company": "Globex",
+        "region": "Americas",
+        "quarters": 6,
+        "surpriseThreshold": 2.5,
+        "includeGuidance": True,
+    }
 
     page.goto(f"{prefect_stack.ui_url}/runs/flow-run/{run.id}")
     page.get_by_text("Completed", exact=True).first.wait_for()
@@ -133,12 +152,16 @@ def test_a_context_review_is_answered_in_the_ui_and_the_call_gets_the_pinned_ite
     page.get_by_role("button", name="Resume").first.click()
     page.get_by_text("Items every call of the phase must get.").first.wait_for()
 
-    def field(name: str) -> Any:  # noqa: ANN401 - a Playwright locator
+    def field(name: str) -> Any:
         label = page.locator(".schema-form-property__label", has_text=name)
         return page.locator(".schema-form-property").filter(has=label)
 
     field("Note").locator("textarea").wait_for()  # the whole form is drawn
-    assert page.locator(".schema-form-property__label").all_inner_texts() == ["Pin (Optional)", "Exclude (Optional)", "Note (Optional)"]
+    assert page.locator(".schema-form-property__label").all_inner_texts() == [
+        "Pin (Optional)",
+        "Exclude (Optional)",
+        "Note (Optional)",
+    ]
     _open_options(field("Exclude").locator("button.p-select-button__control"), page.get_by_role("option").first)
     assert sorted(page.get_by_role("option").all_inner_texts()) == ["doc:docs/bread.md", "doc:docs/tides.md"]
     page.get_by_role("option", name="doc:docs/bread.md").click()
@@ -149,7 +172,9 @@ def test_a_context_review_is_answered_in_the_ui_and_the_call_gets_the_pinned_ite
 
     parent = wait_for(lambda: _run_of(prefect_stack, "reviewed-tides"), "the reviewed run")
     finished = wait_final(prefect_stack, parent.id)
-    assert finished.state.type.value == "COMPLETED", f"{finished.state.message}\n{prefect_stack.log('reviewed')[-3000:]}"
+    assert finished.state.type.value == "COMPLETED", (
+        f"{finished.state.message}\n{prefect_stack.log('reviewed')[-3000:]}"
+    )
     sent = next(m["content"] for m in llm.requests[-1].messages if m["role"] == "user")
     assert "Tides rise twice a day" in sent and "Sourdough" not in sent  # the call got what the reviewer chose
     assert sent.endswith("explain the tides")
@@ -157,7 +182,7 @@ def test_a_context_review_is_answered_in_the_ui_and_the_call_gets_the_pinned_ite
     assert "bread is off topic" in trace and "doc:docs/tides.md" in trace  # the choice is recorded with the call
 
 
-def _open_options(control: Any, option: Any) -> None:  # noqa: ANN401 - Playwright locators
+def _open_options(control: Any, option: Any) -> None:
     """Opens a select's list of options. On a loaded machine the UI can take a key press before
     its handlers listen, and a second ArrowDown on an open list only moves the highlight."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -172,8 +197,13 @@ def _open_options(control: Any, option: Any) -> None:  # noqa: ANN401 - Playwrig
     option.wait_for()
 
 
-def _paused_phase(stack: PrefectStack, name: str) -> Any:  # noqa: ANN401
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+def _paused_phase(stack: PrefectStack, name: str) -> Any:
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     paused = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
@@ -182,7 +212,7 @@ def _paused_phase(stack: PrefectStack, name: str) -> Any:  # noqa: ANN401
     return runs[0] if runs else None
 
 
-def _run_of(stack: PrefectStack, flow_name: str) -> Any:  # noqa: ANN401
+def _run_of(stack: PrefectStack, flow_name: str) -> Any:
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     with stack.client() as client:
@@ -190,7 +220,7 @@ def _run_of(stack: PrefectStack, flow_name: str) -> Any:  # noqa: ANN401
     return runs[0] if runs else None
 
 
-def _run_for(stack: PrefectStack, deployment_id: Any, **parameters: Any) -> Any:  # noqa: ANN401
+def _run_for(stack: PrefectStack, deployment_id: Any, **parameters: Any) -> Any:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     with stack.client() as client:
@@ -198,13 +228,17 @@ def _run_for(stack: PrefectStack, deployment_id: Any, **parameters: Any) -> Any:
     return next((r for r in runs if all(r.parameters.get(k) == v for k, v in parameters.items())), None)
 
 
-def test_provider_block_shows_its_key_masked_and_can_be_made_in_the_ui(prefect_stack: PrefectStack, page: Any, shots: Path) -> None:
+def test_provider_block_shows_its_key_masked_and_can_be_made_in_the_ui(
+    prefect_stack: PrefectStack, page: Any, shots: Path
+) -> None:
     from pydantic import SecretStr
 
     from taskmark.blocks import LLMProvider
 
     canary = "sk-ui-canary-0123456789abcdef"
-    saved = _save_block(prefect_stack, LLMProvider(model="openai/gpt-4o-mini", api_key=SecretStr(canary)), "ui-provider")
+    saved = _save_block(
+        prefect_stack, LLMProvider(model="openai/gpt-4o-mini", api_key=SecretStr(canary)), "ui-provider"
+    )
     page.goto(f"{prefect_stack.ui_url}/blocks/block/{saved}")
     page.get_by_text("ui-provider").first.wait_for()
     page.get_by_text("openai/gpt-4o-mini").first.wait_for()
@@ -215,7 +249,12 @@ def test_provider_block_shows_its_key_masked_and_can_be_made_in_the_ui(prefect_s
     page.goto(f"{prefect_stack.ui_url}/blocks/catalog/llm-provider/create")
     made_in_ui = "sk-made-in-the-ui-0123456789"
     name = page.locator(".schema-form-property, .p-label").filter(has_text="Block Name").locator("input").first
-    api_key = page.locator("section, div").filter(has=page.get_by_text("Api Key", exact=True)).filter(has=page.get_by_text("password", exact=True)).last
+    api_key = (
+        page.locator("section, div")
+        .filter(has=page.get_by_text("Api Key", exact=True))
+        .filter(has=page.get_by_text("password", exact=True))
+        .last
+    )
     page.get_by_text("Max Input Tokens", exact=True).wait_for()  # the whole form is drawn
     for attempt in range(3):
         name.fill("from-the-ui")
@@ -235,7 +274,7 @@ def test_provider_block_shows_its_key_masked_and_can_be_made_in_the_ui(prefect_s
     assert document.data["api_key"] == made_in_ui  # stored, as a secret
 
 
-def _reaches(page: Any, url: str) -> bool:  # noqa: ANN401 - a Playwright page
+def _reaches(page: Any, url: str) -> bool:
     """Whether the page goes to ``url`` within 20 s."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -246,7 +285,7 @@ def _reaches(page: Any, url: str) -> bool:  # noqa: ANN401 - a Playwright page
     return True
 
 
-def _save_block(stack: PrefectStack, block: Any, name: str) -> str:  # noqa: ANN401
+def _save_block(stack: PrefectStack, block: Any, name: str) -> str:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):

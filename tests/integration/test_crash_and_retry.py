@@ -46,10 +46,17 @@ dependsOn: [Two]
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """taskmark's own local server in a PREFECT_HOME of this module's, as `taskmark run` starts it."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
 
     home = tmp_path_factory.mktemp("crash-home")
-    with temporary_settings(updates={PREFECT_HOME: str(home)}, restore_defaults={PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL}):
+    with temporary_settings(
+        updates={PREFECT_HOME: str(home)}, restore_defaults={PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL}
+    ):
         api_url = ensure_server()
         environment = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
         yield {**environment, "PREFECT_HOME": str(home), "TASKMARK_TEST_API_URL": api_url}
@@ -75,14 +82,20 @@ async def _state_of(api_url: str, name: str) -> tuple[str, str] | None:
     return (str(runs[0].id), runs[0].state.type.value if runs[0].state else "") if runs else None
 
 
-def test_killed_run_is_crashed_then_retried_without_repeats(env: dict[str, str], fake_llm: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_killed_run_is_crashed_then_retried_without_repeats(
+    env: dict[str, str], fake_llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
     path = tmp_path / "crash.md"
     path.write_text(CHAIN)
     (tmp_path / "agents").mkdir()
     (tmp_path / "agents" / "a.md").write_text("You answer.\n")
-    fake_llm.default = lambda r: Reply(content="slow", delay_s=600) if _prompt(r).startswith("second") else Reply(content="done")
+    fake_llm.default = lambda r: (
+        Reply(content="slow", delay_s=600) if _prompt(r).startswith("second") else Reply(content="done")
+    )
     llm = ["--model", "openai/fake-model", "--api-base", fake_llm.api_base, "--api-key", "sk-test-not-real"]
-    process = subprocess.Popen(_taskmark("run", str(path), *llm, "--json"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _taskmark("run", str(path), *llm, "--json"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     api_url = env["TASKMARK_TEST_API_URL"]
     deadline = time.monotonic() + 120
     while fake_llm.count < 2:
@@ -103,7 +116,9 @@ def test_killed_run_is_crashed_then_retried_without_repeats(env: dict[str, str],
 
     fake_llm.reset()
     fake_llm.default = lambda r: Reply(content="done")
-    retried = subprocess.run(_taskmark("retry", run_id, *llm, "--json"), env=env, capture_output=True, text=True, timeout=180)
+    retried = subprocess.run(
+        _taskmark("retry", run_id, *llm, "--json"), env=env, capture_output=True, text=True, timeout=180
+    )
     assert retried.returncode == 0, retried.stderr
     report = json.loads(retried.stdout)
     assert report["flow_run_id"] == run_id and report["state"] == "COMPLETED"

@@ -96,7 +96,12 @@ def _python(code: str, env: dict[str, str], timeout: float = 120) -> Any:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A PREFECT_HOME of this module's own, seen by this process and its children."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
 
     path = tmp_path_factory.mktemp("prefect-home")
     # A Prefect test harness left running by another module sets the API URL and its own
@@ -117,11 +122,13 @@ def env(home: Path) -> dict[str, str]:
 def started(env: dict[str, str]) -> list[dict[str, Any]]:
     """What two processes calling ensure_server at the same moment each got."""
     processes = [
-        subprocess.Popen([sys.executable, "-c", _ENSURE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _ENSURE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [process.communicate(timeout=120) for process in processes]
-    for process, (_, err) in zip(processes, outputs):
+    for process, (_, err) in zip(processes, outputs, strict=False):
         assert process.returncode == 0, err
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
 
@@ -176,7 +183,9 @@ def test_the_ui_is_served_and_calls_this_api(started: list[dict[str, Any]]) -> N
     assert page.status_code == 200 and "<html" in page.text
 
 
-def test_connect_then_concurrent_subflows_complete_without_503(started: list[dict[str, Any]], env: dict[str, str]) -> None:
+def test_connect_then_concurrent_subflows_complete_without_503(
+    started: list[dict[str, Any]], env: dict[str, str]
+) -> None:
     api_url = started[0]["api_url"]
     run = _python(_FLOW, env)
     assert run["api_url"] == api_url
@@ -232,14 +241,28 @@ def _dead_pid() -> int:
 
 def test_a_state_file_naming_another_process_is_ignored_and_never_signalled(home: Path) -> None:
     # Our own pid: alive, but not a taskmark server (pids are reused).
-    (home / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "port": 9, "api_url": "http://127.0.0.1:9/api", "started_at": "2026-01-01T00:00:00+00:00"}))
+    (home / STATE_FILE).write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "port": 9,
+                "api_url": "http://127.0.0.1:9/api",
+                "started_at": "2026-01-01T00:00:00+00:00",
+            }
+        )
+    )
     assert not server_status().running
     assert stop_server() is False
     assert not (home / STATE_FILE).exists()
 
 
 def test_a_stale_state_file_is_replaced(home: Path) -> None:
-    stale = {"pid": _dead_pid(), "port": 9, "api_url": "http://127.0.0.1:9/api", "started_at": "2026-01-01T00:00:00+00:00"}
+    stale = {
+        "pid": _dead_pid(),
+        "port": 9,
+        "api_url": "http://127.0.0.1:9/api",
+        "started_at": "2026-01-01T00:00:00+00:00",
+    }
     (home / STATE_FILE).write_text(json.dumps(stale))
     assert server_status().running is False and server_status().pid is None
 

@@ -24,7 +24,7 @@ import pytest
 
 from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from taskmark.blocks import LLMProvider
-from taskmark.watch import Claim, FolderBusyError, WatchEvent, Watcher, WatchFolder
+from taskmark.watch import Claim, FolderBusyError, Watcher, WatchEvent, WatchFolder
 
 DEADLINE_S = 120.0
 """How long a condition may take to come true before the test fails (the machine is shared)."""
@@ -56,7 +56,9 @@ def _reply(request: RecordedRequest) -> Reply:
 
 
 @pytest.fixture
-def inbox(tmp_path: Path, fake_llm: FakeOpenAIServer, prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def inbox(
+    tmp_path: Path, fake_llm: FakeOpenAIServer, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """A watch folder whose seeds name ``../defs/two.md``; LLM calls go to the fake server."""
     from prefect.settings import PREFECT_API_URL
 
@@ -72,7 +74,7 @@ def inbox(tmp_path: Path, fake_llm: FakeOpenAIServer, prefect_harness: None, mon
     yield tmp_path / "inbox"
 
 
-def drop(inbox: Path, name: str, seed: Any) -> Path:  # noqa: ANN401
+def drop(inbox: Path, name: str, seed: Any) -> Path:
     """Drop a seed the safe way: write it beside, then rename it into pending/."""
     pending = inbox / "pending"
     pending.mkdir(parents=True, exist_ok=True)
@@ -83,7 +85,7 @@ def drop(inbox: Path, name: str, seed: Any) -> Path:  # noqa: ANN401
     return pending / name
 
 
-def seed(topic: str = "tides", **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+def seed(topic: str = "tides", **extra: Any) -> dict[str, Any]:
     return {"definition": "../defs/two.md", "params": {"topic": topic}, **extra}
 
 
@@ -97,7 +99,7 @@ async def until(condition: Callable[[], bool], what: str, deadline_s: float = DE
 
 
 @asynccontextmanager
-async def watching(inbox: Path, **options: Any) -> AsyncIterator[tuple[Watcher, list[WatchEvent]]]:  # noqa: ANN401
+async def watching(inbox: Path, **options: Any) -> AsyncIterator[tuple[Watcher, list[WatchEvent]]]:
     """A watcher running in this event loop; stopped (as Ctrl-C stops it) on exit."""
     events: list[WatchEvent] = []
     watcher = Watcher(inbox, report=events.append, **options)
@@ -137,7 +139,9 @@ async def test_good_seed_runs_once_and_is_filed_with_outputs(inbox: Path, fake_l
         await until(finished(inbox, 1), "the run to finish")
     [line] = runs_log(inbox)
     run_dir = inbox / "complete" / line["id"]
-    assert line["id"].startswith("tides-") and line["state"] == "COMPLETED" and line["folder"] == f"complete/{line['id']}"
+    assert (
+        line["id"].startswith("tides-") and line["state"] == "COMPLETED" and line["folder"] == f"complete/{line['id']}"
+    )
     assert line["params"] == {"topic": "tides", "rounds": 1} and line["usage"]["calls"] == 2 and line["flow_run_id"]
     assert names(run_dir) == ["outputs.json", "run.json", "seed.json", "summary.json"]
     assert json.loads((run_dir / "outputs.json").read_text()) == {"Draft": "drafted", "Polish": "polished"}
@@ -164,21 +168,42 @@ async def test_failed_run_is_filed_in_complete_with_its_state(inbox: Path, fake_
 # -- bad seeds -----------------------------------------------------------------------------
 
 BAD_SEEDS = {
-    "json-syntax": ('{"definition": "../defs/two.md",\n "params": {"topic": "x",}}', "2:26: error: invalid JSON: Expecting property name enclosed in double quotes"),
+    "json-syntax": (
+        '{"definition": "../defs/two.md",\n "params": {"topic": "x",}}',
+        "2:26: error: invalid JSON: Expecting property name enclosed in double quotes",
+    ),
     "unknown-key": (
         '{"definition": "../defs/two.md",\n "parms": {"topic": "x"}}',
         "2:2: error: unknown key 'parms'; expected one of definition, params, id, rerun; did you mean 'params'?",
     ),
-    "no-definition-key": ('{"params": {"topic": "x"}}', "1:1: error: missing key 'definition': the definition file to run"),
-    "missing-definition": ('{"definition": "../defs/three.md",\n "params": {"topic": "x"}}', "1:16: error: definition '../defs/three.md' not found: no file "),
-    "invalid-definition": ('{"definition": "../defs/broken.md",\n "params": {"topic": "x"}}', "1:16: error: definition '../defs/broken.md' is not valid (2 errors, listed below)"),
+    "no-definition-key": (
+        '{"params": {"topic": "x"}}',
+        "1:1: error: missing key 'definition': the definition file to run",
+    ),
+    "missing-definition": (
+        '{"definition": "../defs/three.md",\n "params": {"topic": "x"}}',
+        "1:16: error: definition '../defs/three.md' not found: no file ",
+    ),
+    "invalid-definition": (
+        '{"definition": "../defs/broken.md",\n "params": {"topic": "x"}}',
+        "1:16: error: definition '../defs/broken.md' is not valid (2 errors, listed below)",
+    ),
     "unknown-param": (
         '{"definition": "../defs/two.md",\n "params": {"topic": "x", "topics": "y"}}',
         "2:27: error: params: unknown input 'topics'; the definition's inputs are: topic, rounds; did you mean 'topic'?",
     ),
-    "wrong-type": ('{"definition": "../defs/two.md",\n "params": {"topic": "x", "rounds": "many"}}', '2:37: error: params.rounds: expected integer; found "many"'),
-    "missing-param": ('{"definition": "../defs/two.md",\n "params": {"rounds": 2}}', "2:2: error: params: missing required input 'topic' (string)"),
-    "not-an-object": ('["../defs/two.md"]', '1:1: error: expected a JSON object such as {"definition": "flow.md", "params": {}}; found an array'),
+    "wrong-type": (
+        '{"definition": "../defs/two.md",\n "params": {"topic": "x", "rounds": "many"}}',
+        '2:37: error: params.rounds: expected integer; found "many"',
+    ),
+    "missing-param": (
+        '{"definition": "../defs/two.md",\n "params": {"rounds": 2}}',
+        "2:2: error: params: missing required input 'topic' (string)",
+    ),
+    "not-an-object": (
+        '["../defs/two.md"]',
+        '1:1: error: expected a JSON object such as {"definition": "flow.md", "params": {}}; found an array',
+    ),
 }
 
 
@@ -194,7 +219,10 @@ async def test_bad_seed_is_rejected_with_a_located_error(inbox: Path, fake_llm: 
     assert any(line.startswith(f"{inbox / 'rejected' / kind}-seed.json:{expected}") for line in lines), lines
     assert (inbox / "rejected" / f"{kind}-seed.json").read_text() == text  # kept as dropped
     if kind == "invalid-definition":
-        assert lines[1] == f"{inbox.parent}/defs/broken.md:16:12: error: phase 'Polish' depends on unknown phase 'Drafts'; did you mean 'Draft'?"
+        assert (
+            lines[1]
+            == f"{inbox.parent}/defs/broken.md:16:12: error: phase 'Polish' depends on unknown phase 'Drafts'; did you mean 'Draft'?"
+        )
     assert [e.kind for e in events] == ["rejected"]
     assert names(inbox / "pending") == names(inbox / "current") == names(inbox / "complete") == []
     assert runs_log(inbox) == [] and fake_llm.count == 0
@@ -210,7 +238,9 @@ async def test_a_seed_written_in_place_is_read_whole(inbox: Path, fake_llm: Fake
 # -- duplicates ----------------------------------------------------------------------------
 
 
-async def test_the_same_seed_dropped_twice_runs_once_unless_it_says_rerun(inbox: Path, fake_llm: FakeOpenAIServer) -> None:
+async def test_the_same_seed_dropped_twice_runs_once_unless_it_says_rerun(
+    inbox: Path, fake_llm: FakeOpenAIServer
+) -> None:
     async with watching(inbox):
         drop(inbox, "a-seed.json", seed())
         await until(finished(inbox, 1), "the first run")
@@ -223,7 +253,9 @@ async def test_the_same_seed_dropped_twice_runs_once_unless_it_says_rerun(inbox:
             'add "rerun": true to run it again\n'
         )
         drop(inbox, "b-seed.json", seed())  # the same name again: rejected under a free name
-        await until(lambda: (inbox / "rejected" / "b.2-seed.json.error").exists(), "the second duplicate to be rejected")
+        await until(
+            lambda: (inbox / "rejected" / "b.2-seed.json.error").exists(), "the second duplicate to be rejected"
+        )
         drop(inbox, "c-seed.json", seed(rerun=True))
         await until(finished(inbox, 2), "the rerun")
         drop(inbox, "d-seed.json", seed(topic="waves"))
@@ -243,7 +275,10 @@ async def test_a_seed_with_an_id_runs_once_per_id(inbox: Path, fake_llm: FakeOpe
         await until(lambda: (inbox / "rejected" / "y-seed.json.error").exists(), "the duplicate id to be rejected")
         drop(inbox, "z-seed.json", seed(id="daily-2026-11-22", rerun=True))
         await until(finished(inbox, 2), "the rerun")
-    assert "a run with id 'daily-2026-11-22' has run already as 'daily-2026-11-22'" in (inbox / "rejected" / "y-seed.json.error").read_text()
+    assert (
+        "a run with id 'daily-2026-11-22' has run already as 'daily-2026-11-22'"
+        in (inbox / "rejected" / "y-seed.json.error").read_text()
+    )
     assert names(inbox / "complete") == ["daily-2026-11-22", "daily-2026-11-22-2"] and fake_llm.count == 4
 
 
@@ -251,7 +286,9 @@ async def test_identical_seeds_waiting_at_start_run_once(inbox: Path, fake_llm: 
     for name in ("one-seed.json", "two-seed.json", "three-seed.json"):
         drop(inbox, name, seed())
     async with watching(inbox, max_concurrent=3):
-        await until(lambda: len(names(inbox / "rejected")) == 4 and len(runs_log(inbox)) == 1, "one run and two rejections")
+        await until(
+            lambda: len(names(inbox / "rejected")) == 4 and len(runs_log(inbox)) == 1, "one run and two rejections"
+        )
     assert len(names(inbox / "complete")) == 1 and names(inbox / "pending") == []
     assert fake_llm.count == 2
 
@@ -277,9 +314,13 @@ class Gate:
 async def test_runs_go_at_most_max_concurrent_at_once(inbox: Path, fake_llm: FakeOpenAIServer) -> None:
     # A request held at the gate must not time out and come again (CI saw a seventh request when
     # the second run took over a minute to start): these runs' provider outlasts the gate.
-    provider = LLMProvider(model="openai/fake-model", api_base=fake_llm.api_base, api_key="sk-test-not-real", timeout_s=2 * DEADLINE_S)
+    provider = LLMProvider(
+        model="openai/fake-model", api_base=fake_llm.api_base, api_key="sk-test-not-real", timeout_s=2 * DEADLINE_S
+    )
     await provider.save("gated", overwrite=True)
-    (inbox.parent / "defs" / "gated.md").write_text(DEFINITION.replace("name: two-steps\n", "name: two-steps\nllm: {provider: gated}\n"))
+    (inbox.parent / "defs" / "gated.md").write_text(
+        DEFINITION.replace("name: two-steps\n", "name: two-steps\nllm: {provider: gated}\n")
+    )
     gate = Gate()
     fake_llm.default = gate
     async with watching(inbox, max_concurrent=2):
@@ -293,7 +334,9 @@ async def test_runs_go_at_most_max_concurrent_at_once(inbox: Path, fake_llm: Fak
     assert fake_llm.count == 6
 
 
-async def test_stopping_leaves_the_run_in_current_and_a_restart_finishes_it_once(inbox: Path, fake_llm: FakeOpenAIServer) -> None:
+async def test_stopping_leaves_the_run_in_current_and_a_restart_finishes_it_once(
+    inbox: Path, fake_llm: FakeOpenAIServer
+) -> None:
     gate = Gate()
     fake_llm.default = gate
     async with watching(inbox) as (_, events):
@@ -307,14 +350,18 @@ async def test_stopping_leaves_the_run_in_current_and_a_restart_finishes_it_once
     drop(inbox, "later-seed.json", seed("later"))  # waiting in pending/ at the restart
     async with watching(inbox) as (_, events):
         await until(finished(inbox, 2), "the resumed and the new run")
-    assert {line["id"] for line in runs_log(inbox)} == {run_id, *names(inbox / "complete")} and len(runs_log(inbox)) == 2
+    assert {line["id"] for line in runs_log(inbox)} == {run_id, *names(inbox / "complete")} and len(
+        runs_log(inbox)
+    ) == 2
     assert sorted(e.kind for e in events) == ["claimed", "finished", "finished", "resumed"]
     assert names(inbox / "current") == names(inbox / "pending") == []
     # The interrupted Draft call was made again; nothing else ran twice.
     assert fake_llm.count == 1 + 2 + 2
 
 
-async def test_a_restart_reuses_the_phases_the_stopped_run_had_finished(inbox: Path, fake_llm: FakeOpenAIServer) -> None:
+async def test_a_restart_reuses_the_phases_the_stopped_run_had_finished(
+    inbox: Path, fake_llm: FakeOpenAIServer
+) -> None:
     gate = Gate()
     fake_llm.default = lambda r: gate(r) if "Polish" in r.messages[-1]["content"] else _reply(r)
     async with watching(inbox):
@@ -337,7 +384,14 @@ async def test_a_restart_finishes_what_a_crash_left_half_done(inbox: Path, fake_
     folder.ensure()
 
     def claim(run_id: str, topic: str) -> Claim:
-        return Claim(run_id, f"id:{run_id}", f"{run_id}-seed.json", str(inbox.parent / "defs" / "two.md"), {"topic": topic, "rounds": 1}, "2026-11-22T08:00:00+00:00")
+        return Claim(
+            run_id,
+            f"id:{run_id}",
+            f"{run_id}-seed.json",
+            str(inbox.parent / "defs" / "two.md"),
+            {"topic": topic, "rounds": 1},
+            "2026-11-22T08:00:00+00:00",
+        )
 
     # 1. Claimed, then killed before the run ended: run again.
     crashed = folder.claim(drop(inbox, "crashed-seed.json", seed("crashed", id="crashed")), claim("crashed", "crashed"))
@@ -347,7 +401,9 @@ async def test_a_restart_finishes_what_a_crash_left_half_done(inbox: Path, fake_
     drop(inbox, "half-seed.json", seed("half", id="half"))
     # 3. Killed after the run's summary was written, before the move: file it, do not run it.
     done = folder.claim(drop(inbox, "done-seed.json", seed("done", id="done")), claim("done", "done"))
-    (done / "summary.json").write_text(json.dumps({"state": "COMPLETED", "message": None, "usage": None, "finished_at": "t"}))
+    (done / "summary.json").write_text(
+        json.dumps({"state": "COMPLETED", "message": None, "usage": None, "finished_at": "t"})
+    )
     # 4. Killed after the move to complete/, before the line in runs.jsonl: log it.
     logged = folder.claim(drop(inbox, "moved-seed.json", seed("moved", id="moved")), claim("moved", "moved"))
     folder.finish(logged, {"summary.json": json.dumps({"state": "COMPLETED", "message": None, "finished_at": "t"})})

@@ -16,7 +16,7 @@ COMMANDS = {
     "deploy_all": "prefect --no-prompt deploy --all",
     "worker": "prefect worker start --pool taskmark",
     "run_daily": "prefect deployment run 'daily-market-analysis/daily-market-analysis' --param question=\"What moved BTC today?\" --watch",
-    "taskmark_deploy": "taskmark deploy my-workflows/earnings-preview.md --cron \"30 6 * * 1-5\" --timezone Europe/London --param company=\"ACME Corp\"",
+    "taskmark_deploy": 'taskmark deploy my-workflows/earnings-preview.md --cron "30 6 * * 1-5" --timezone Europe/London --param company="ACME Corp"',
     "run_preview": "prefect deployment run 'earnings-preview/earnings-preview' --param company=\"Initech\" --watch",
     "serve": "taskmark serve my-workflows/earnings-preview.md",
 }

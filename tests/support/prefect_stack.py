@@ -40,7 +40,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Any, what: str, timeout: float = 120.0, every: float = 0.5) -> Any:  # noqa: ANN401
+def wait_for(predicate: Any, what: str, timeout: float = 120.0, every: float = 0.5) -> Any:
     """Poll ``predicate()`` until it returns something truthy; fail naming ``what`` after ``timeout`` s.
 
     Not a timed assertion: the timeout only turns a hang into a failure with a message.
@@ -94,22 +94,40 @@ class PrefectStack:
     def argv(self, command: str) -> list[str]:
         """The argument list of a docs command line, with the test server's port."""
         self.commands.append(command)
-        return shlex.split(command.replace(f"127.0.0.1:{DEFAULT_PORT}", f"127.0.0.1:{self.port}").replace(f"--port {DEFAULT_PORT}", f"--port {self.port}"))
+        return shlex.split(
+            command.replace(f"127.0.0.1:{DEFAULT_PORT}", f"127.0.0.1:{self.port}").replace(
+                f"--port {DEFAULT_PORT}", f"--port {self.port}"
+            )
+        )
 
-    def run(self, command: str, *, env: Mapping[str, str] | None = None, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, command: str, *, env: Mapping[str, str] | None = None, check: bool = True, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command line to its end; its output is returned (and kept on failure)."""
         result = subprocess.run(
-            self.argv(command), cwd=cwd or self.cwd, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=600
+            self.argv(command),
+            cwd=cwd or self.cwd,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"`{command}` exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def start(self, command: str, *, log_name: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, command: str, *, log_name: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start a long-running command line in the background, its output to ``logs/LOG_NAME.log``."""
         with (self.logs / f"{log_name}.log").open("ab") as log:  # the child keeps its own descriptor
             process = subprocess.Popen(
-                self.argv(command), cwd=cwd or self.cwd, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.argv(command),
+                cwd=cwd or self.cwd,
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self._processes.append((log_name, process))
         return process
@@ -174,10 +192,10 @@ def flow_run_id_in(output: str) -> str:
     return found.group(1)
 
 
-def wait_final(stack: PrefectStack, flow_run_id: Any, timeout: float = 240.0) -> Any:  # noqa: ANN401
+def wait_final(stack: PrefectStack, flow_run_id: Any, timeout: float = 240.0) -> Any:
     """The flow run, once it is in a final state (Completed, Failed, Crashed, Cancelled)."""
 
-    def final() -> Any:  # noqa: ANN401
+    def final() -> Any:
         with stack.client() as client:
             run = client.read_flow_run(flow_run_id)
         return run if run.state is not None and run.state.is_final() else None
@@ -185,4 +203,6 @@ def wait_final(stack: PrefectStack, flow_run_id: Any, timeout: float = 240.0) ->
     try:
         return wait_for(final, f"flow run {flow_run_id} to finish", timeout=timeout)
     except AssertionError:
-        raise AssertionError(f"flow run {flow_run_id} did not finish; worker log:\n{stack.log('worker')[-4000:]}") from None
+        raise AssertionError(
+            f"flow run {flow_run_id} did not finish; worker log:\n{stack.log('worker')[-4000:]}"
+        ) from None

@@ -11,11 +11,11 @@ import pytest
 
 import taskmark
 import taskmark.cli
-import taskmark.flows
-import taskmark.tasks
 import taskmark.definition
 import taskmark.deploy
+import taskmark.flows
 import taskmark.history
+import taskmark.tasks
 import taskmark.watch
 from taskmark.definition import load_definition, render_graph
 
@@ -52,9 +52,15 @@ def test_daily_market_analysis_runs_weekdays_at_eight_in_new_york(monkeypatch: p
     monkeypatch.chdir(ROOT)
     definition = load_definition("definitions/daily-market-analysis.md")
     assert definition.metadata.schedule is not None
-    assert (definition.metadata.schedule.cron, definition.metadata.schedule.timezone) == ("0 8 * * 1-5", "America/New_York")
+    assert (definition.metadata.schedule.cron, definition.metadata.schedule.timezone) == (
+        "0 8 * * 1-5",
+        "America/New_York",
+    )
     assert [p.name for p in definition.phases] == [
-        "Question Classification", "Contextual Agent Selection", "Rapid Analysis", "Answer Synthesis",
+        "Question Classification",
+        "Contextual Agent Selection",
+        "Rapid Analysis",
+        "Answer Synthesis",
     ]
 
 
@@ -79,23 +85,39 @@ def test_docs_have_examples() -> None:
 
 
 @pytest.mark.parametrize(("name", "text"), DOC_EXAMPLES, ids=[n for n, _ in DOC_EXAMPLES])
-def test_every_doc_example_is_a_valid_definition(name: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_doc_example_is_a_valid_definition(
+    name: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(ROOT)  # agent files resolve from the project's definitions/agents/
     path = tmp_path / f"{name}.md"
     path.write_text(text, encoding="utf-8")
     load_definition(path)
 
 
-@pytest.mark.parametrize("module", [taskmark, taskmark.definition, taskmark.cli, taskmark.flows, taskmark.tasks, taskmark.deploy, taskmark.history, taskmark.watch])
+@pytest.mark.parametrize(
+    "module",
+    [
+        taskmark,
+        taskmark.definition,
+        taskmark.cli,
+        taskmark.flows,
+        taskmark.tasks,
+        taskmark.deploy,
+        taskmark.history,
+        taskmark.watch,
+    ],
+)
 def test_exported_members(module: object) -> None:
-    exported = getattr(module, "__all__")
+    exported = module.__all__
     assert sorted(exported) == sorted(set(exported))
     for name in exported:
         assert hasattr(module, name), name
 
 
 def test_import_boundaries_hold() -> None:
-    result = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

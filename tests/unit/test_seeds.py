@@ -50,10 +50,18 @@ def test_a_good_seed_has_its_defaults_filled_in(base: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('{"definition": "two.md",\n  "params": {"topic": "x",}}', ["s-seed.json:2:27: error: invalid JSON: Expecting property name enclosed in double quotes"]),
+        (
+            '{"definition": "two.md",\n  "params": {"topic": "x",}}',
+            ["s-seed.json:2:27: error: invalid JSON: Expecting property name enclosed in double quotes"],
+        ),
         ("", ["s-seed.json:1:1: error: invalid JSON: the file is empty"]),
         ('{"definition": "two.md"', ["s-seed.json:1:24: error: invalid JSON: Expecting ',' delimiter"]),
-        ("[1, 2]", ['s-seed.json:1:1: error: expected a JSON object such as {"definition": "flow.md", "params": {}}; found an array']),
+        (
+            "[1, 2]",
+            [
+                's-seed.json:1:1: error: expected a JSON object such as {"definition": "flow.md", "params": {}}; found an array'
+            ],
+        ),
         (
             '{"definition": "two.md", "params": {"topic": "x"},\n "rerun": "yes", "run": 1}',
             [
@@ -61,12 +69,23 @@ def test_a_good_seed_has_its_defaults_filled_in(base: Path) -> None:
                 "s-seed.json:2:18: error: unknown key 'run'; expected one of definition, params, id, rerun; did you mean 'rerun'?",
             ],
         ),
-        ('{"params": {"topic": "x"}}', ["s-seed.json:1:1: error: missing key 'definition': the definition file to run"]),
-        ('{"definition": 3}', ["s-seed.json:1:16: error: 'definition': expected the path of a definition file; found 3"]),
-        ('{"definition": "two.md", "params": ["x"]}', ['s-seed.json:1:36: error: \'params\': expected an object of inputs; found ["x"]']),
+        (
+            '{"params": {"topic": "x"}}',
+            ["s-seed.json:1:1: error: missing key 'definition': the definition file to run"],
+        ),
+        (
+            '{"definition": 3}',
+            ["s-seed.json:1:16: error: 'definition': expected the path of a definition file; found 3"],
+        ),
+        (
+            '{"definition": "two.md", "params": ["x"]}',
+            ["s-seed.json:1:36: error: 'params': expected an object of inputs; found [\"x\"]"],
+        ),
         (
             '{"definition": "two.md", "params": {"topic": "x"}, "id": "../etc"}',
-            ["s-seed.json:1:58: error: 'id': expected letters, digits, '.', '_' or '-' (at most 100, starting with a letter or digit); found \"../etc\""],
+            [
+                "s-seed.json:1:58: error: 'id': expected letters, digits, '.', '_' or '-' (at most 100, starting with a letter or digit); found \"../etc\""
+            ],
         ),
         (
             '{\n  "definition": "two.md",\n  "params": {\n    "topic": 7,\n    "rounds": 1.5,\n    "tone": "cold",\n    "tones": "x"\n  }\n}',
@@ -77,13 +96,29 @@ def test_a_good_seed_has_its_defaults_filled_in(base: Path) -> None:
                 "s-seed.json:7:5: error: params: unknown input 'tones'; the definition's inputs are: topic, rounds, tone; did you mean 'tone'?",
             ],
         ),
-        ('{"definition": "two.md",\n "params": {"rounds": true}}', [
-            "s-seed.json:2:2: error: params: missing required input 'topic' (string)",
-            "s-seed.json:2:23: error: params.rounds: expected integer; found true",
-        ]),
+        (
+            '{"definition": "two.md",\n "params": {"rounds": true}}',
+            [
+                "s-seed.json:2:2: error: params: missing required input 'topic' (string)",
+                "s-seed.json:2:23: error: params.rounds: expected integer; found true",
+            ],
+        ),
         ('{"definition": "two.md"}', ["s-seed.json:1:1: error: params: missing required input 'topic' (string)"]),
     ],
-    ids=["syntax", "empty", "truncated", "array", "rerun-and-unknown-key", "no-definition", "definition-type", "params-type", "bad-id", "each-param", "missing-input", "no-params"],
+    ids=[
+        "syntax",
+        "empty",
+        "truncated",
+        "array",
+        "rerun-and-unknown-key",
+        "no-definition",
+        "definition-type",
+        "params-type",
+        "bad-id",
+        "each-param",
+        "missing-input",
+        "no-params",
+    ],
 )
 def test_bad_seeds_have_located_errors(base: Path, text: str, expected: list[str]) -> None:
     assert messages(text, base) == expected
@@ -139,7 +174,9 @@ def test_read_seed_names_the_file_as_asked_and_reports_undecodable_bytes(base: P
     assert read_seed(path, base=base).ok
     path.write_bytes(b'{"definition": "\xff"}')
     [diagnostic] = read_seed(path, base=base, shown_as="rejected/s-seed.json").diagnostics
-    assert str(diagnostic).startswith("rejected/s-seed.json:1:1: error: cannot read the seed: 'utf-8' codec can't decode byte 0xff")
+    assert str(diagnostic).startswith(
+        "rejected/s-seed.json:1:1: error: cannot read the seed: 'utf-8' codec can't decode byte 0xff"
+    )
 
 
 def test_spans_locate_keys_and_values_at_any_depth() -> None:

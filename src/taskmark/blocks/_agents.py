@@ -116,9 +116,7 @@ async def call_agent(
     labels = labels or CallLabels(agent=agent.id)
     try:
         if provider is None:
-            provider = await aresolve_provider(
-                settings.provider, model=settings.model, overrides=overrides
-            )
+            provider = await aresolve_provider(settings.provider, model=settings.model, overrides=overrides)
             model_override = None  # resolution already chose the model
         else:
             model_override = settings.model

@@ -95,7 +95,7 @@ class LLMRequestCache(CachePolicy):
         task_ctx: TaskRunContext,
         inputs: dict[str, Any],
         flow_parameters: dict[str, Any],
-        **kwargs: Any,
+        **kwargs: Any,  # noqa: ANN401
     ) -> str | None:
         """The cache key for one task run's inputs."""
         provider = inputs.get(self.provider_param)

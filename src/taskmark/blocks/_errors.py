@@ -28,9 +28,7 @@ TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 _REASON_LIMIT = 300
 # A reason quoted from a provider may echo credentials; mask anything shaped like a key
 # even when we do not know its value (a fallback's key, a header).
-_KEYLIKE = re.compile(
-    r"\b(?:sk|pk|rk|gsk|xai|key|api[-_]?key)[-_][A-Za-z0-9_\-]{16,}|\bAIza[0-9A-Za-z_\-]{30,}"
-)
+_KEYLIKE = re.compile(r"\b(?:sk|pk|rk|gsk|xai|key|api[-_]?key)[-_][A-Za-z0-9_\-]{16,}|\bAIza[0-9A-Za-z_\-]{30,}")
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 _SPEND_LIMIT = re.compile(r"insufficient_quota|exceeded your current quota|budget|billing", re.I)
 _NO_CREDENTIALS = re.compile(r"missing credentials|api_key client option must be set", re.I)
@@ -91,9 +89,7 @@ def classify(
     # An exhausted quota arrives as a 429, and a missing key as a 500 from litellm, but
     # waiting fixes neither.
     transient = (
-        _is_transient(exc, kind, status)
-        and not _SPEND_LIMIT.search(reason)
-        and not _NO_CREDENTIALS.search(reason)
+        _is_transient(exc, kind, status) and not _SPEND_LIMIT.search(reason) and not _NO_CREDENTIALS.search(reason)
     )
     what = "transient" if transient else "permanent"
     status_text = f"HTTP {status}" if status is not None else kind
@@ -207,7 +203,7 @@ def _headers_of(exc: BaseException) -> list[Any]:
     return found
 
 
-def _header(headers: Any, name: str) -> str | None:
+def _header(headers: Any, name: str) -> str | None:  # noqa: ANN401
     if isinstance(headers, Mapping):
         for key, value in headers.items():
             if str(key).lower() == name:

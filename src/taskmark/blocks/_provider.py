@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from prefect.blocks.core import Block
 from prefect.types import SecretDict
@@ -66,9 +66,7 @@ class LLMProvider(Block):
             f"'openai/NAME' for an OpenAI-compatible server, or '{LOCAL_MODEL}'."
         ),
     )
-    api_base: str | None = Field(
-        default=None, description="Base URL of the API; empty for the provider's own."
-    )
+    api_base: str | None = Field(default=None, description="Base URL of the API; empty for the provider's own.")
     api_key: SecretStr | None = Field(
         default=None,
         description="API key; empty to use the provider's usual variable (OPENAI_API_KEY...).",
@@ -76,9 +74,7 @@ class LLMProvider(Block):
     temperature: float | None = Field(
         default=None, ge=0, le=2, description="Sampling temperature; empty for the model's."
     )
-    max_tokens: int | None = Field(
-        default=None, ge=1, description="Most tokens to generate; empty for the model's."
-    )
+    max_tokens: int | None = Field(default=None, ge=1, description="Most tokens to generate; empty for the model's.")
     max_input_tokens: int | None = Field(
         default=None,
         ge=1,
@@ -87,15 +83,9 @@ class LLMProvider(Block):
             "(self-hosted servers); empty to use litellm's model map."
         ),
     )
-    timeout_s: float = Field(
-        default=60.0, gt=0, description="Seconds one HTTP attempt may take before it fails."
-    )
-    max_retries: int = Field(
-        default=3, ge=0, le=20, description="Retries of a transient failure, per model."
-    )
-    retry_backoff_s: float = Field(
-        default=1.0, ge=0, description="First retry delay in seconds; doubles each retry."
-    )
+    timeout_s: float = Field(default=60.0, gt=0, description="Seconds one HTTP attempt may take before it fails.")
+    max_retries: int = Field(default=3, ge=0, le=20, description="Retries of a transient failure, per model.")
+    retry_backoff_s: float = Field(default=1.0, ge=0, description="First retry delay in seconds; doubles each retry.")
     max_backoff_s: float = Field(
         default=60.0,
         ge=0,
@@ -129,8 +119,7 @@ class LLMProvider(Block):
     structured_output: OutputMode = Field(
         default="auto",
         description=(
-            "How a schema is requested: json_schema or json_object response_format, "
-            "prompt (instructions only) or auto."
+            "How a schema is requested: json_schema or json_object response_format, prompt (instructions only) or auto."
         ),
     )
 
@@ -152,7 +141,7 @@ class LLMProvider(Block):
         *,
         schema: Schema | None = None,
         labels: CallLabels | None = None,
-        **overrides: Any,
+        **overrides: Any,  # noqa: ANN401
     ) -> Completion:
         """Send a chat request and return the answer.
 
@@ -193,9 +182,7 @@ class LLMProvider(Block):
                 request=request,
             )
             raise
-        completion = completion.model_copy(
-            update={"latency_s": time.perf_counter() - started}
-        )
+        completion = completion.model_copy(update={"latency_s": time.perf_counter() - started})
         emit_completed(completion, labels, request)
         return completion
 
@@ -205,14 +192,12 @@ class LLMProvider(Block):
         *,
         schema: Schema | None = None,
         labels: CallLabels | None = None,
-        **overrides: Any,
+        **overrides: Any,  # noqa: ANN401
     ) -> Completion:
         """Synchronous ``acomplete``, for scripts and sync tasks; same arguments."""
         from prefect.utilities.asyncutils import run_coro_as_sync
 
-        result = run_coro_as_sync(
-            self.acomplete(messages, schema=schema, labels=labels, **overrides)
-        )
+        result = run_coro_as_sync(self.acomplete(messages, schema=schema, labels=labels, **overrides))
         assert result is not None
         return result
 
@@ -268,7 +253,7 @@ class LLMProvider(Block):
 
         return await context_window_of(self.model, self.api_base)
 
-    def with_overrides(self, **overrides: Any) -> LLMProvider:
+    def with_overrides(self, **overrides: Any) -> LLMProvider:  # noqa: ANN401
         """A copy with per-call overrides applied (``None`` values ignored).
 
         Raises:
@@ -282,18 +267,14 @@ class LLMProvider(Block):
         extra = {k: v for k, v in overrides.items() if k not in _FIELD_OVERRIDES and v is not None}
         if not fields and not extra:
             return self
-        copy = self.model_copy(
-            update={**fields, "extra_params": {**self.extra_params, **extra}}
-        )
+        copy = self.model_copy(update={**fields, "extra_params": {**self.extra_params, **extra}})
         copy._block_document_name = self._block_document_name
         copy._block_document_id = self._block_document_id
         return copy
 
     # -- fallbacks, retries, repair ----------------------------------------------------------
 
-    async def _complete_with_fallbacks(
-        self, messages: Sequence[Message], schema: Schema | None
-    ) -> Completion:
+    async def _complete_with_fallbacks(self, messages: Sequence[Message], schema: Schema | None) -> Completion:
         attempts = 0
         last: ProviderError | None = None
         for index in range(1 + len(self.fallbacks)):
@@ -337,9 +318,7 @@ class LLMProvider(Block):
         copy._block_document_name = self._block_document_name
         return copy
 
-    async def _complete_one_model(
-        self, messages: Sequence[Message], schema: Schema | None
-    ) -> Completion:
+    async def _complete_one_model(self, messages: Sequence[Message], schema: Schema | None) -> Completion:
         mode = self._output_mode() if schema is not None else "prompt"
         request = list(messages)
         if schema is not None and mode != "json_schema":

@@ -26,7 +26,7 @@ _NO_KEY_PLACEHOLDER = "no-key-required"
 async def build_request(
     provider: LLMProvider, messages: Sequence[Message], fmt: dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[str]]:
-    """litellm keyword arguments for one request, and the secrets they contain."""
+    """Litellm keyword arguments for one request, and the secrets they contain."""
     from ._litellm import normalize_model
 
     secrets: list[str] = []
@@ -73,7 +73,8 @@ async def build_request(
         secrets.extend(v for v in headers.values() if len(v) >= 8)
     return kwargs, secrets
 
-def completion_from(provider: LLMProvider, response: Any) -> Completion:
+
+def completion_from(provider: LLMProvider, response: Any) -> Completion:  # noqa: ANN401
     """The ``Completion`` for one litellm response (usage, cost, answering model)."""
     choice = response.choices[0]
     text = choice.message.content or ""
@@ -83,14 +84,13 @@ def completion_from(provider: LLMProvider, response: Any) -> Completion:
     total = int(getattr(usage, "total_tokens", 0) or prompt + completion_tokens)
     return Completion(
         text=text,
-        usage=Usage(
-            prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=total
-        ),
+        usage=Usage(prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=total),
         cost_usd=call_cost(provider, prompt, completion_tokens),
         model=provider.model,
         provider=provider._block_document_name,
         truncated=getattr(choice, "finish_reason", None) == "length",
     )
+
 
 def call_cost(provider: LLMProvider, prompt_tokens: int, completion_tokens: int) -> float | None:
     """The block's own prices if set, else litellm's; 0 for the local model; None if unknown."""
@@ -104,6 +104,7 @@ def call_cost(provider: LLMProvider, prompt_tokens: int, completion_tokens: int)
 
     return cost_of(provider.model, prompt_tokens, completion_tokens)
 
+
 def log_failure(failure: Failure, attempt: int) -> None:
     """Log a failed attempt where the run's logs go (the Prefect UI inside a run)."""
     logger = _logger()
@@ -114,7 +115,7 @@ def log_failure(failure: Failure, attempt: int) -> None:
         logger.error("LLM call failed: %s", failure.error.msg)
 
 
-def _logger() -> Any:
+def _logger() -> Any:  # noqa: ANN401
     # Inside a flow or task run the run logger sends the line to the Prefect UI.
     from prefect.exceptions import MissingContextError
     from prefect.logging import get_logger, get_run_logger

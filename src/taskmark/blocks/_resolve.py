@@ -1,4 +1,6 @@
-"""Which provider answers a call. First match wins:
+"""Which provider answers a call; the first match wins.
+
+In order:
 
 1. an explicit block name on the step, phase, agent or definition (``provider: NAME``;
    ``default`` means "resolve as usual");
@@ -94,8 +96,7 @@ async def aresolve_provider(
         block = await _load(name)
         if block is None:
             raise ProviderError(
-                f"no LLMProvider block named {name!r}: create it (see docs/providers.md) "
-                f"or remove `provider: {name}`",
+                f"no LLMProvider block named {name!r}: create it (see docs/providers.md) or remove `provider: {name}`",
                 model=model,
             )
         return _with_model(block, model)
@@ -130,9 +131,7 @@ def resolve_provider(
     """Synchronous ``aresolve_provider``; same arguments."""
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    result = run_coro_as_sync(
-        aresolve_provider(name, model=model, overrides=overrides)
-    )
+    result = run_coro_as_sync(aresolve_provider(name, model=model, overrides=overrides))
     assert result is not None
     return result
 

@@ -119,8 +119,6 @@ async def call_with_retries(
 def _gave_up(error: ProviderError, attempts: int, why: str | None = None) -> RetriesExhausted:
     noun = "attempt" if attempts == 1 else "attempts"
     suffix = f" (gave up after {attempts} {noun}{': ' + why if why else ''})"
-    final = ProviderError(
-        error.msg + suffix, model=error.model, status_code=error.status_code, transient=True
-    )
+    final = ProviderError(error.msg + suffix, model=error.model, status_code=error.status_code, transient=True)
     final.attempts = attempts
     return RetriesExhausted(final, attempts)

@@ -89,7 +89,7 @@ def with_instruction(messages: Sequence[Message], schema: Schema) -> list[Messag
     return out
 
 
-def parse_reply(text: str, schema: Schema) -> Any:
+def parse_reply(text: str, schema: Schema) -> Any:  # noqa: ANN401
     """Decode and validate a reply.
 
     Code fences are tolerated, since many models add them even when told not to.
@@ -130,7 +130,7 @@ def _first_errors(exc: ValidationError) -> str:
     return "does not match the schema: " + "; ".join(parts)
 
 
-def _validate_json_schema(value: Any, schema: Mapping[str, Any]) -> None:
+def _validate_json_schema(value: Any, schema: Mapping[str, Any]) -> None:  # noqa: ANN401
     # jsonschema comes with Prefect; imported here so `import taskmark.blocks` stays light.
     import jsonschema  # type: ignore[import-untyped]
 
@@ -141,18 +141,14 @@ def _validate_json_schema(value: Any, schema: Mapping[str, Any]) -> None:
         raise ParseFailure("does not match the schema: " + "; ".join(parts))
 
 
-def repair_messages(
-    messages: Sequence[Message], reply: Completion, reason: str, schema: Schema
-) -> list[Message]:
+def repair_messages(messages: Sequence[Message], reply: Completion, reason: str, schema: Schema) -> list[Message]:
     """The conversation for the one repair attempt.
 
     A complete reply is quoted back with what was wrong with it. A reply cut off at the
     token limit is not: it is usually a small model repeating itself, and shown its own
     loop it repeats it again; it is asked for afresh, and for less.
     """
-    wanted = "only the JSON value, matching this JSON Schema: " + json.dumps(
-        schema_json(schema), separators=(",", ":")
-    )
+    wanted = "only the JSON value, matching this JSON Schema: " + json.dumps(schema_json(schema), separators=(",", ":"))
     if reply.truncated:
         return [
             *messages,
@@ -167,9 +163,7 @@ def repair_messages(
     return [
         *messages,
         Message(role="assistant", content=reply.text),
-        Message(
-            role="user", content=f"That reply cannot be used ({reason}). Answer again with {wanted}"
-        ),
+        Message(role="user", content=f"That reply cannot be used ({reason}). Answer again with {wanted}"),
     ]
 
 

@@ -61,9 +61,7 @@ async def _in_worker(function: Callable[..., T], *args: object) -> T:
     return await loop.run_in_executor(_WORKERS, functools.partial(function, *args))
 
 
-async def count_tokens_of(
-    model: str, api_base: str | None, texts: Sequence[str], *, label: str
-) -> list[int]:
+async def count_tokens_of(model: str, api_base: str | None, texts: Sequence[str], *, label: str) -> list[int]:
     """Tokens each of ``texts`` takes in ``model``'s tokenizer, in order.
 
     Args:
@@ -85,7 +83,7 @@ async def count_tokens_of(
         counted = await _count_local(unique, label=label)
     else:
         counted = await _in_worker(_count_with_litellm, model, api_base, unique, label)
-    counts = dict(zip(unique, counted))
+    counts = dict(zip(unique, counted, strict=False))
     return [counts.get(text, 0) for text in texts]
 
 
@@ -104,9 +102,7 @@ async def context_window_of(model: str, api_base: str | None) -> int | None:
 # -- litellm ----------------------------------------------------------------------------
 
 
-def _count_with_litellm(
-    model: str, api_base: str | None, texts: list[str], label: str
-) -> list[int]:
+def _count_with_litellm(model: str, api_base: str | None, texts: list[str], label: str) -> list[int]:
     try:
         counting = _tokenizer_model(normalize_model(model, api_base))
         token_counter = litellm().token_counter
@@ -174,9 +170,7 @@ async def _count_local(texts: list[str], *, label: str) -> list[int]:
 
     try:
         # Loopback only: no proxy from the environment may see the token.
-        async with httpx.AsyncClient(
-            headers=headers, timeout=TOKENIZE_TIMEOUT_S, trust_env=False
-        ) as client:
+        async with httpx.AsyncClient(headers=headers, timeout=TOKENIZE_TIMEOUT_S, trust_env=False) as client:
             return list(await asyncio.gather(*(one(client, text) for text in texts)))
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         failure = classify(exc, model=LOCAL_MODEL, provider=label, secrets=[endpoint.token])

@@ -65,25 +65,13 @@ class Completion(BaseModel):
             "model, or the decoded JSON for a JSON Schema; None when no schema was given."
         ),
     )
-    usage: Usage = Field(
-        default_factory=Usage, description="Tokens of every HTTP call this answer took."
-    )
-    cost_usd: float | None = Field(
-        default=None, description="Cost in US dollars; None where the price is unknown."
-    )
-    latency_s: float = Field(
-        default=0.0, ge=0, description="Wall time of the whole request, retries included."
-    )
+    usage: Usage = Field(default_factory=Usage, description="Tokens of every HTTP call this answer took.")
+    cost_usd: float | None = Field(default=None, description="Cost in US dollars; None where the price is unknown.")
+    latency_s: float = Field(default=0.0, ge=0, description="Wall time of the whole request, retries included.")
     model: str = Field(description="The model that answered (a fallback's, if one did).")
-    provider: str | None = Field(
-        default=None, description="The provider block's name, when it was loaded by name."
-    )
-    attempts: int = Field(
-        default=1, ge=1, description="HTTP calls made: the first, retries, fallbacks and a repair."
-    )
-    repaired: bool = Field(
-        default=False, description="Whether a repair call was needed to get parseable JSON."
-    )
+    provider: str | None = Field(default=None, description="The provider block's name, when it was loaded by name.")
+    attempts: int = Field(default=1, ge=1, description="HTTP calls made: the first, retries, fallbacks and a repair.")
+    repaired: bool = Field(default=False, description="Whether a repair call was needed to get parseable JSON.")
     truncated: bool = Field(
         default=False,
         description="Whether the reply stopped at the token limit (finish_reason 'length').",
@@ -124,7 +112,7 @@ class ChatModel(Protocol):
         *,
         schema: Schema | None = None,
         labels: CallLabels | None = None,
-        **overrides: Any,
+        **overrides: Any,  # noqa: ANN401
     ) -> Completion:
         """Answer ``messages``; see ``LLMProvider.acomplete``."""
         ...

@@ -48,9 +48,7 @@ class UsageTotals(BaseModel):
     completion_tokens: int = Field(default=0, description="Tokens generated.")
     total_tokens: int = Field(default=0, description="Prompt plus completion tokens.")
     cost_usd: float = Field(default=0.0, description="Sum of the known costs, in US dollars.")
-    unpriced_calls: int = Field(
-        default=0, description="Answered calls whose price is unknown (not in cost_usd)."
-    )
+    unpriced_calls: int = Field(default=0, description="Answered calls whose price is unknown (not in cost_usd).")
 
     def add(self, completion: Completion) -> None:
         """Count one answered call."""

@@ -15,7 +15,18 @@ from taskmark.errors import Diagnostic
 
 T = TypeVar("T")
 
-__all__ = ["ApiBase", "ApiKey", "Model", "call_api", "connect_prefect", "diagnostics_json", "expand_paths", "load_or_exit", "parse_inputs", "print_diagnostics"]
+__all__ = [
+    "ApiBase",
+    "ApiKey",
+    "Model",
+    "call_api",
+    "connect_prefect",
+    "diagnostics_json",
+    "expand_paths",
+    "load_or_exit",
+    "parse_inputs",
+    "print_diagnostics",
+]
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -29,7 +40,11 @@ def expand_paths(paths: Iterable[str]) -> list[str]:
     files: list[str] = []
     for path in paths:
         if os.path.isdir(path):
-            files += sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".md") and os.path.isfile(os.path.join(path, n)))
+            files += sorted(
+                os.path.join(path, n)
+                for n in os.listdir(path)
+                if n.endswith(".md") and os.path.isfile(os.path.join(path, n))
+            )
         elif os.path.exists(path):
             files.append(path)
         else:
@@ -123,7 +138,9 @@ def _typed(definition: Definition, key: str, raw: str) -> Any:  # noqa: ANN401
     try:
         return json.loads(raw)  # numbers, booleans, arrays and objects are JSON
     except ValueError:
-        raise typer.BadParameter(f"{key}: expected {requirement.type} (as JSON); found {raw!r}", param_hint="--param") from None
+        raise typer.BadParameter(
+            f"{key}: expected {requirement.type} (as JSON); found {raw!r}", param_hint="--param"
+        ) from None
 
 
 def parse_inputs(definition: Definition, params: list[str], params_file: Path | None) -> dict[str, Any]:

@@ -15,18 +15,26 @@ app = typer.Typer()
 def resume(
     run_id: Annotated[str, typer.Argument(help="The paused run (or its paused phase's flow run).", metavar="RUN_ID")],
     approve: Annotated[bool, typer.Option("--approve", help="Approve the phase waiting for approval.")] = False,
-    reject: Annotated[bool, typer.Option("--reject", help="Reject it: the run fails with --note as the reason.")] = False,
+    reject: Annotated[
+        bool, typer.Option("--reject", help="Reject it: the run fails with --note as the reason.")
+    ] = False,
     note: Annotated[str, typer.Option("--note", help="Why; shown in the run's history.")] = "",
     set_: Annotated[list[str], typer.Option("--set", help="A field of the approval form, K=V (repeatable).")] = [],  # noqa: B006 - Typer's way
-    pin: Annotated[list[str], typer.Option("--pin", help="Context review: an item every call must get (repeatable).")] = [],  # noqa: B006
-    exclude: Annotated[list[str], typer.Option("--exclude", help="Context review: an item no call may get (repeatable).")] = [],  # noqa: B006
+    pin: Annotated[
+        list[str], typer.Option("--pin", help="Context review: an item every call must get (repeatable).")
+    ] = [],  # noqa: B006
+    exclude: Annotated[
+        list[str], typer.Option("--exclude", help="Context review: an item no call may get (repeatable).")
+    ] = [],  # noqa: B006
 ) -> None:
     """Answer a run's approval (--approve/--reject) or context review (--pin/--exclude), or let a
     paused run go on; exit 2 if it cannot be."""
     if approve and reject:
         raise typer.BadParameter("give one of --approve and --reject, not both")
     if (pin or exclude) and (approve or reject or set_):
-        raise typer.BadParameter("--pin and --exclude answer a context review; --approve, --reject and --set an approval")
+        raise typer.BadParameter(
+            "--pin and --exclude answer a context review; --approve, --reject and --set an approval"
+        )
     if pin or exclude:
         from taskmark.flows._control import review
 

@@ -20,14 +20,21 @@ app = typer.Typer()
 @app.command()
 def deploy(
     paths: Annotated[list[str], typer.Argument(help="Definition files or folders of them.", metavar="PATH...")],
-    pool: Annotated[str, typer.Option("--pool", help="The work pool (a process pool is created if missing).")] = "taskmark",
-    cron: Annotated[str | None, typer.Option("--cron", help="Run on this cron instead of the definition's schedule.")] = None,
+    pool: Annotated[
+        str, typer.Option("--pool", help="The work pool (a process pool is created if missing).")
+    ] = "taskmark",
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="Run on this cron instead of the definition's schedule.")
+    ] = None,
     timezone: Annotated[str | None, typer.Option("--timezone", help="IANA time zone of the schedule.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Deployment name (default: the definition's name).")] = None,
-    param: Annotated[list[str], typer.Option("--param", "-p", help="A default input, K=V (repeatable); non-strings as JSON.")] = [],  # noqa: B006 - Typer's way
+    name: Annotated[
+        str | None, typer.Option("--name", help="Deployment name (default: the definition's name).")
+    ] = None,
+    param: Annotated[
+        list[str], typer.Option("--param", "-p", help="A default input, K=V (repeatable); non-strings as JSON.")
+    ] = [],  # noqa: B006 - Typer's way
 ) -> None:
     """Create or update a deployment of each definition; exit 2 on bad input."""
-
     files = expand_paths(paths)
     if name is not None and len(files) > 1:
         raise typer.BadParameter("--name names one deployment; give one PATH", param_hint="--name")
@@ -55,7 +62,9 @@ def deploy(
             typer.echo(f"{path}: error: {error}", err=True)
             raise typer.Exit(code=2) from None
         when = deployed.schedule or "on demand"
-        typer.echo(f"Deployed {deployed.full_name} ({when}) to pool '{pool}': {ui}/deployments/deployment/{deployed.id}")
+        typer.echo(
+            f"Deployed {deployed.full_name} ({when}) to pool '{pool}': {ui}/deployments/deployment/{deployed.id}"
+        )
     typer.echo(f"Runs start when a worker polls the pool: prefect worker start --pool {pool}")
 
 

@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from taskmark.cli._common import ApiBase, ApiKey, Model, call_api, connect_prefect, load_or_exit, parse_inputs, provider_overrides
+from taskmark.cli._common import (
+    ApiBase,
+    ApiKey,
+    Model,
+    call_api,
+    connect_prefect,
+    load_or_exit,
+    parse_inputs,
+    provider_overrides,
+)
 from taskmark.definition import Definition
 
 app = typer.Typer()
@@ -106,14 +115,21 @@ def _show_outputs(result: Any) -> None:  # noqa: ANN401 - a RunResult
 @app.command()
 def run(
     path: Annotated[str, typer.Argument(help="A definition file.", metavar="PATH")],
-    param: Annotated[list[str], typer.Option("--param", "-p", help="An input, K=V (repeatable); non-strings as JSON.")] = [],  # noqa: B006 - Typer's way
+    param: Annotated[
+        list[str], typer.Option("--param", "-p", help="An input, K=V (repeatable); non-strings as JSON.")
+    ] = [],  # noqa: B006 - Typer's way
     params_file: Annotated[Path | None, typer.Option("--params-file", help="A JSON object of inputs.")] = None,
     model: Model = None,
     api_base: ApiBase = None,
     api_key: ApiKey = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Call every agent afresh, even where the definition's cache holds an answer.")] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Call every agent afresh, even where the definition's cache holds an answer."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end, nothing else.")] = False,
-    ephemeral: Annotated[bool, typer.Option("--ephemeral", help="Use Prefect's per-process server instead of taskmark's local one.")] = False,
+    ephemeral: Annotated[
+        bool, typer.Option("--ephemeral", help="Use Prefect's per-process server instead of taskmark's local one.")
+    ] = False,
 ) -> None:
     """Run a definition; exit 0 when it completed, 1 when it failed, 2 on bad input."""
     definition = load_or_exit(path, code=2)  # a definition error is bad input, like a usage error
@@ -125,7 +141,18 @@ def run(
     from taskmark.flows._run import arun
 
     try:
-        _report(path, definition, as_json, lambda hooks: arun(definition, inputs, overrides=provider_overrides(model, api_base, api_key), no_cache=no_cache, hooks=hooks))
+        _report(
+            path,
+            definition,
+            as_json,
+            lambda hooks: arun(
+                definition,
+                inputs,
+                overrides=provider_overrides(model, api_base, api_key),
+                no_cache=no_cache,
+                hooks=hooks,
+            ),
+        )
     except ParameterTypeError as exc:
         typer.echo(f"{path}: error: {exc}", err=True)
         raise typer.Exit(code=2) from None
@@ -137,7 +164,9 @@ def retry(
     model: Model = None,
     api_base: ApiBase = None,
     api_key: ApiKey = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Call every agent again instead of reusing answers.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Call every agent again instead of reusing answers.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end, nothing else.")] = False,
 ) -> None:
     """Run a finished run again under its id, calling only what it has no answer for; exit 0/1/2.
@@ -151,10 +180,19 @@ def retry(
         typer.echo(f"Flow run {run_id} is scheduled again; a worker of its deployment's pool will run it.")
         return
     definition = load_or_exit(path, code=2)
-    _report(path, definition, as_json, lambda hooks: aretry(run_id, overrides=provider_overrides(model, api_base, api_key), no_cache=no_cache, hooks=hooks))
+    _report(
+        path,
+        definition,
+        as_json,
+        lambda hooks: aretry(
+            run_id, overrides=provider_overrides(model, api_base, api_key), no_cache=no_cache, hooks=hooks
+        ),
+    )
 
 
-def _report(path: str, definition: Definition, as_json: bool, start: Callable[[dict[str, list[Any]]], Coroutine[Any, Any, Any]]) -> None:
+def _report(
+    path: str, definition: Definition, as_json: bool, start: Callable[[dict[str, list[Any]]], Coroutine[Any, Any, Any]]
+) -> None:
     """Run ``start(hooks)`` with the live view; print the outputs or ``--json``; exit 1 unless it completed."""
     import asyncio
 

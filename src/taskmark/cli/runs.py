@@ -22,7 +22,14 @@ if TYPE_CHECKING:
 
 app = typer.Typer()
 
-STATE_COLOURS = {"COMPLETED": "green", "FAILED": "red", "CRASHED": "red", "CANCELLED": "yellow", "RUNNING": "cyan", "PAUSED": "magenta"}
+STATE_COLOURS = {
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "CRASHED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "PAUSED": "magenta",
+}
 """How states are coloured in `runs` and `trace`."""
 
 
@@ -53,7 +60,9 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
     for column in ("duration", "calls", "cost $"):
         table.add_column(column, justify="right", no_wrap=True)
     for run in runs:
-        calls = "-" if run.calls is None else str(run.calls) + (f" ({run.failed_calls} failed)" if run.failed_calls else "")
+        calls = (
+            "-" if run.calls is None else str(run.calls) + (f" ({run.failed_calls} failed)" if run.failed_calls else "")
+        )
         state = run.state_name if run.state_name and run.state_name.upper() != run.state else run.state.lower()
         table.add_row(
             run.id,
@@ -69,8 +78,17 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
 
 @app.command()
 def runs(
-    definition: Annotated[str | None, typer.Option("--definition", "-d", help="Only runs of this definition (its `name`).")] = None,
-    state: Annotated[list[str], typer.Option("--state", "-s", help="Only runs in this state: COMPLETED, FAILED, CRASHED, CANCELLED, RUNNING, ... (repeatable).")] = [],  # noqa: B006 - Typer's way
+    definition: Annotated[
+        str | None, typer.Option("--definition", "-d", help="Only runs of this definition (its `name`).")
+    ] = None,
+    state: Annotated[
+        list[str],
+        typer.Option(
+            "--state",
+            "-s",
+            help="Only runs in this state: COMPLETED, FAILED, CRASHED, CANCELLED, RUNNING, ... (repeatable).",
+        ),
+    ] = [],  # noqa: B006 - Typer's way
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many runs.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of runs, nothing else.")] = False,
 ) -> None:
@@ -79,7 +97,9 @@ def runs(
 
     unknown = [s for s in state if s.upper() not in STATES]
     if unknown:
-        raise typer.BadParameter(f"unknown state {unknown[0]!r}; expected one of {', '.join(STATES)}", param_hint="--state")
+        raise typer.BadParameter(
+            f"unknown state {unknown[0]!r}; expected one of {', '.join(STATES)}", param_hint="--state"
+        )
     found = call_api(lambda: read_runs(definition=definition, states=state, limit=limit))
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in found], indent=2))

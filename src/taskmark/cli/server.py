@@ -42,9 +42,7 @@ def _print_status(status: ServerStatus) -> None:
 
 @app.command()
 def start(
-    timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for the server to answer.", min=1.0)
-    ] = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to answer.", min=1.0)] = 60.0,
 ) -> None:
     """Start the local Prefect server in the background, or reuse the running one."""
     from taskmark.flows._local_server import LocalServerError, server_status, start_server

@@ -31,7 +31,10 @@ def _step_label(step: object) -> str:
 def render(definition: Definition) -> Tree:
     """A Rich tree of the definition: inputs, then phases in run order."""
     meta = definition.metadata
-    tree = Tree(f"[bold]{definition.title}[/] ({definition.name})" + (f" — {meta.description}" if meta.description else ""), highlight=False)
+    tree = Tree(
+        f"[bold]{definition.title}[/] ({definition.name})" + (f" — {meta.description}" if meta.description else ""),
+        highlight=False,
+    )
     if meta.requirements:
         inputs = tree.add("[bold]inputs[/]")
         for name, req in meta.requirements.items():

@@ -49,7 +49,10 @@ def _call(call: CallTrace) -> str:
     if call.cached:
         parts.append("cached")
     if call.attempts is not None:
-        parts.append(f"{call.attempts} attempt{'s' if call.attempts != 1 else ''}" + (f" ({call.retries} retr{'ies' if call.retries != 1 else 'y'})" if call.retries else ""))
+        parts.append(
+            f"{call.attempts} attempt{'s' if call.attempts != 1 else ''}"
+            + (f" ({call.retries} retr{'ies' if call.retries != 1 else 'y'})" if call.retries else "")
+        )
     if not call.cached and call.error is None and call.state == "COMPLETED":
         parts.append(f"{call.total_tokens} tokens ({call.prompt_tokens} in, {call.completion_tokens} out)")
         parts.append("unpriced" if call.cost_usd is None else f"${call.cost_usd:.4f}")
@@ -67,7 +70,9 @@ def _phases(parent: Tree, phases: list[PhaseTrace]) -> None:
     from rich.markup import escape
 
     for phase in phases:
-        node = parent.add(f"[bold]{escape(phase.name)}[/] — {_state(phase.state, phase.state_name)} {seconds(phase.duration_s)} · {_totals(phase.totals)}")
+        node = parent.add(
+            f"[bold]{escape(phase.name)}[/] — {_state(phase.state, phase.state_name)} {seconds(phase.duration_s)} · {_totals(phase.totals)}"
+        )
         _reason(node, phase.message, phase.state)
         for stage in phase.stages:
             ran = f" · ran {stage.run_count} times" if stage.run_count > 1 else ""
@@ -108,10 +113,15 @@ def trace_tree(trace: RunTrace) -> Tree:
     _reason(root, trace.message, trace.state)
     if trace.earlier_attempts:
         for attempt in trace.earlier_attempts:
-            node = root.add(f"attempt {attempt.number} — {_state(attempt.state, attempt.state_name)} {seconds(attempt.duration_s)} · {_totals(attempt.totals)}")
+            node = root.add(
+                f"attempt {attempt.number} — {_state(attempt.state, attempt.state_name)} {seconds(attempt.duration_s)} · {_totals(attempt.totals)}"
+            )
             _reason(node, attempt.message, attempt.state)
             _phases(node, attempt.phases)
-        _phases(root.add(f"attempt {trace.attempt} — {_state(trace.state, trace.state_name)} {seconds(trace.duration_s)}"), trace.phases)
+        _phases(
+            root.add(f"attempt {trace.attempt} — {_state(trace.state, trace.state_name)} {seconds(trace.duration_s)}"),
+            trace.phases,
+        )
     else:
         _phases(root, trace.phases)
     if trace.artifacts:
@@ -141,5 +151,9 @@ def trace(
         console = Console(width=max(console.width, 160))
     console.print(trace_tree(found))
     if not found.complete:
-        still = "the run has not ended" if found.state not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else "some records had not reached the API"
+        still = (
+            "the run has not ended"
+            if found.state not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+            else "some records had not reached the API"
+        )
         typer.echo(f"Note: this trace may be incomplete: {still}.", err=True)

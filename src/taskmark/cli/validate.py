@@ -22,8 +22,12 @@ class ReportFormat(str, Enum):
 
 @app.command()
 def validate(
-    paths: Annotated[list[str], typer.Argument(help="Definition files, or folders of them (their *.md files).", metavar="PATH")],
-    format: Annotated[ReportFormat, typer.Option("--format", help="text for people, json for editors.")] = ReportFormat.text,
+    paths: Annotated[
+        list[str], typer.Argument(help="Definition files, or folders of them (their *.md files).", metavar="PATH")
+    ],
+    format: Annotated[
+        ReportFormat, typer.Option("--format", help="text for people, json for editors.")
+    ] = ReportFormat.text,
 ) -> None:
     """Check definitions; exit 0 when all are valid, 1 when any is not, 2 on bad usage."""
     files = expand_paths(paths)

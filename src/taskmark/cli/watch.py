@@ -15,10 +15,22 @@ app = typer.Typer()
 
 @app.command()
 def watch(
-    folder: Annotated[Path, typer.Argument(help="The watch folder (pending/, current/, complete/, rejected/ are made in it).", metavar="DIR")],
-    deployment: Annotated[str | None, typer.Option("--deployment", help="Run through this Prefect deployment: NAME (for DEFINITION-NAME/NAME) or FLOW/NAME.")] = None,
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="The watch folder (pending/, current/, complete/, rejected/ are made in it).", metavar="DIR"
+        ),
+    ],
+    deployment: Annotated[
+        str | None,
+        typer.Option(
+            "--deployment", help="Run through this Prefect deployment: NAME (for DEFINITION-NAME/NAME) or FLOW/NAME."
+        ),
+    ] = None,
     max_concurrent: Annotated[int, typer.Option("--max-concurrent", min=1, help="Runs at once.")] = 2,
-    ephemeral: Annotated[bool, typer.Option("--ephemeral", help="Use Prefect's per-process server instead of taskmark's local one.")] = False,
+    ephemeral: Annotated[
+        bool, typer.Option("--ephemeral", help="Use Prefect's per-process server instead of taskmark's local one.")
+    ] = False,
 ) -> None:
     """Watch DIR/pending/ for *-seed.json files and run each one once; Ctrl-C stops.
 
@@ -35,7 +47,10 @@ def watch(
     def report(event: WatchEvent) -> None:
         run = f" {event.run_id}" if event.run_id else ""
         if event.kind == "finished":
-            typer.echo(f"{event.state.lower() if event.state else 'finished':>9}{run}  {event.seed}" + (f"  {event.message}" if event.message and event.state != "COMPLETED" else ""))
+            typer.echo(
+                f"{event.state.lower() if event.state else 'finished':>9}{run}  {event.seed}"
+                + (f"  {event.message}" if event.message and event.state != "COMPLETED" else "")
+            )
         elif event.kind in ("rejected", "duplicate"):
             typer.echo(f"{event.kind:>9}  {event.seed} -> {event.path}", err=True)
             typer.echo(event.message or "", err=True)
@@ -56,7 +71,10 @@ def watch(
 
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(number, stopping)
-        typer.echo(f"watching {folder / 'pending'} (at most {max_concurrent} at once{f', through {deployment}' if deployment else ''}); Ctrl-C stops", err=True)
+        typer.echo(
+            f"watching {folder / 'pending'} (at most {max_concurrent} at once{f', through {deployment}' if deployment else ''}); Ctrl-C stops",
+            err=True,
+        )
         await watch_folder(folder, deployment=deployment, max_concurrent=max_concurrent, stop=stop, report=report)
 
     try:

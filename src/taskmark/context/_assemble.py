@@ -60,7 +60,7 @@ def assemble(
     *,
     budget: int,
     count: Callable[[str], int],
-    choice: Choice = Choice(),
+    choice: Choice = Choice(),  # noqa: B008 - a frozen dataclass, safe to share
     min_item_tokens: int = 32,
 ) -> Bundle:
     """Choose and fit the context of one LLM call (the rules are in the module's docstring).
@@ -98,7 +98,9 @@ class _Assembly:
         return self._counted[text]
 
     def leave(self, candidate: Candidate, tier: int, reason: str) -> None:
-        self.left_out.append(LeftOut(candidate.id, candidate.kind, candidate.source, tier, self.tokens(candidate.text), reason))
+        self.left_out.append(
+            LeftOut(candidate.id, candidate.kind, candidate.source, tier, self.tokens(candidate.text), reason)
+        )
 
     def run(self, candidates: Sequence[Candidate], budget: int) -> Bundle:
         by_id: dict[str, Candidate] = {}
@@ -112,13 +114,17 @@ class _Assembly:
         for id_ in dict.fromkeys(self.choice.exclude):
             if id_ in by_id:
                 c = by_id.pop(id_)
-                self.leave(c, TIERS[c.kind], "excluded by a person" + (", which overrides its pin" if id_ in pins else ""))
+                self.leave(
+                    c, TIERS[c.kind], "excluded by a person" + (", which overrides its pin" if id_ in pins else "")
+                )
             else:
                 kind = _kind_of(id_)
                 self.left_out.append(LeftOut(id_, kind, id_, TIERS[kind], 0, "excluded, but no candidate has this id"))
         for id_ in pins:
             if id_ not in by_id and id_ not in self.choice.exclude:
-                self.left_out.append(LeftOut(id_, _kind_of(id_), id_, PINNED_TIER, 0, "pinned, but no candidate has this id"))
+                self.left_out.append(
+                    LeftOut(id_, _kind_of(id_), id_, PINNED_TIER, 0, "pinned, but no candidate has this id")
+                )
 
         index = [self.whole(c, 0, c.id in pins, _REASONS["index"]) for c in by_id.values() if c.kind == "index"]
         room = max(0, budget - sum(i.tokens for i in index))
@@ -134,7 +140,13 @@ class _Assembly:
                 rest.append(item)
                 room -= item.tokens
         items = (*index, *rest, *pinned)
-        return Bundle(items=items, left_out=tuple(self.left_out), budget=budget, used=sum(i.tokens for i in items), note=self.choice.note)
+        return Bundle(
+            items=items,
+            left_out=tuple(self.left_out),
+            budget=budget,
+            used=sum(i.tokens for i in items),
+            note=self.choice.note,
+        )
 
     def whole(self, c: Candidate, tier: int, pinned: bool, reason: str) -> Included:
         size = self.tokens(c.text)
@@ -144,14 +156,23 @@ class _Assembly:
         """The pinned items within ``room``: whole if they all fit, else sharing it."""
         sizes = [self.tokens(c.text) for c in pins]
         shares = _share(sizes, room)
-        while pins and any(share < min(size, self.min_item_tokens) for share, size in zip(shares, sizes)):
-            self.leave(pins.pop(), PINNED_TIER, f"pinned, but {room} tokens are too few for {len(pins) + 1} pins of at least {self.min_item_tokens} tokens; the last pin gives way")
+        while pins and any(share < min(size, self.min_item_tokens) for share, size in zip(shares, sizes, strict=False)):
+            self.leave(
+                pins.pop(),
+                PINNED_TIER,
+                f"pinned, but {room} tokens are too few for {len(pins) + 1} pins of at least {self.min_item_tokens} tokens; the last pin gives way",
+            )
             sizes.pop()
             shares = _share(sizes, room)
-        fitted = (self.fit(c, PINNED_TIER, share, math.inf, "pinned by a person", pinned=True) for c, share in zip(pins, shares))
+        fitted = (
+            self.fit(c, PINNED_TIER, share, math.inf, "pinned by a person", pinned=True)
+            for c, share in zip(pins, shares, strict=False)
+        )
         return [item for item in fitted if item is not None]
 
-    def fit(self, c: Candidate, tier: int, room: int, cap: float, reason: str, *, pinned: bool = False) -> Included | None:
+    def fit(
+        self, c: Candidate, tier: int, room: int, cap: float, reason: str, *, pinned: bool = False
+    ) -> Included | None:
         """``c`` whole if it fits in ``room`` and ``cap``, else shortened to them, else None
         (and listed as left out)."""
         size = self.tokens(c.text)
@@ -166,7 +187,11 @@ class _Assembly:
             self.leave(c, tier, f"cannot be shortened to {allowed} tokens")
             return None
         n = self.tokens(text)
-        why = f"short form, from {size} to {n} tokens" if allowed == cap else f"shortened from {size} to {n} tokens: only {allowed} left"
+        why = (
+            f"short form, from {size} to {n} tokens"
+            if allowed == cap
+            else f"shortened from {size} to {n} tokens: only {allowed} left"
+        )
         return Included(c.id, c.kind, c.source, tier, pinned, text, n, size, "extract", f"{reason}; {why}")
 
 
@@ -182,7 +207,11 @@ def _ranks(candidates: Iterable[Candidate]) -> dict[str, str]:
     for c in candidates:
         if c.score is not None:
             ranked.setdefault(TIERS[c.kind], []).append(c)
-    return {c.id: f"rank {n} of {len(tier)} (score {c.score:.2f})" for tier in ranked.values() for n, c in enumerate(tier, 1)}
+    return {
+        c.id: f"rank {n} of {len(tier)} (score {c.score:.2f})"
+        for tier in ranked.values()
+        for n, c in enumerate(tier, 1)
+    }
 
 
 def _share(sizes: list[int], room: int) -> list[int]:

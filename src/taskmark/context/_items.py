@@ -141,7 +141,13 @@ class Bundle:
         old = items[at]
         if tokens > old.tokens:
             raise ValueError(f"item {item_id!r} has {old.tokens} tokens; its new text has {tokens}")
-        items[at] = replace(old, text=text, tokens=tokens, shortened=how, reason=f"{old.reason}; summarised by the model to {tokens} tokens")
+        items[at] = replace(
+            old,
+            text=text,
+            tokens=tokens,
+            shortened=how,
+            reason=f"{old.reason}; summarised by the model to {tokens} tokens",
+        )
         return replace(self, items=tuple(items), used=self.used - old.tokens + tokens)
 
     def to_json(self) -> dict[str, Any]:

@@ -157,7 +157,9 @@ class EmbeddingIndex(_Index):
     @staticmethod
     def _embed(texts: list[str]) -> Any:  # noqa: ANN401
         # Kept as torch tensors: a NumPy product right after torch's work waits on its threads (2× slower here).
-        return _embedder().encode(texts, batch_size=32, normalize_embeddings=True, convert_to_tensor=True, show_progress_bar=False)
+        return _embedder().encode(
+            texts, batch_size=32, normalize_embeddings=True, convert_to_tensor=True, show_progress_bar=False
+        )
 
     def _scores(self, query: str) -> np.ndarray[Any, Any] | None:
         if self._vectors is None:

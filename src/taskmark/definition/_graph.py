@@ -69,7 +69,7 @@ def find_cycles(depends_on: Edges) -> list[list[str]]:
                     stack.append((dep, 0))
                     path.append(dep)
                 elif color[dep] == 1 and dep != node:
-                    cycle = path[path.index(dep):]
+                    cycle = path[path.index(dep) :]
                     key = frozenset(cycle)
                     if key not in seen:
                         seen.add(key)
@@ -131,7 +131,7 @@ def _edges(definition: Definition, phases: Sequence[Phase]) -> tuple[list[_Edge]
 
     def node(target: str) -> str:
         # `own-name/Phase` is this definition's phase (its earlier runs, for refers).
-        return target[len(own):] if target.startswith(own) else target
+        return target[len(own) :] if target.startswith(own) else target
 
     edges = [_Edge(dep, p.name, "requires") for p in phases for dep in p.depends_on]
     for p in phases:

@@ -100,7 +100,9 @@ def validate_file(path: str | Path) -> Report:
     finally:
         if collecting:
             gc.enable()
-    diagnostics = sorted(set(reporter.diagnostics), key=lambda d: (d.path != str(path), d.path, d.line, d.column or 0, d.msg))
+    diagnostics = sorted(
+        set(reporter.diagnostics), key=lambda d: (d.path != str(path), d.path, d.line, d.column or 0, d.msg)
+    )
     return Report(path=str(path), definition=None if reporter.has_errors else definition, diagnostics=diagnostics)
 
 
@@ -132,7 +134,9 @@ class _Loader:
         raw = parse_markdown(self.source, self.reporter)
         metadata: Metadata | None = None
         if raw.metadata is None:
-            self.reporter.error(raw.title_location, "missing metadata: expected a ```yaml block after the title, with at least 'name:'")
+            self.reporter.error(
+                raw.title_location, "missing metadata: expected a ```yaml block after the title, with at least 'name:'"
+            )
         else:
             checked = self._spec(raw.metadata, Metadata, "metadata")
             if checked is not None and isinstance(checked[0], Metadata):
@@ -146,7 +150,10 @@ class _Loader:
         inline: dict[str, Agent] = {}
         for raw_phase in raw.phases:
             if raw_phase.name in first_at:
-                self.reporter.error(raw_phase.location, f"phase '{raw_phase.name}' already defined at line {first_at[raw_phase.name].line}")
+                self.reporter.error(
+                    raw_phase.location,
+                    f"phase '{raw_phase.name}' already defined at line {first_at[raw_phase.name].line}",
+                )
                 continue
             first_at[raw_phase.name] = raw_phase.location
             phase = self._phase(raw_phase, inline)
@@ -175,7 +182,10 @@ class _Loader:
     def _phase(self, raw: RawPhase, inline: dict[str, Agent]) -> Phase | None:
         options = PhaseOptions()
         if len(raw.options) > 1:
-            self.reporter.error(raw.options[1].location, f"phase '{raw.name}' options are given twice (first at line {raw.options[0].location.line}); put them in one block")
+            self.reporter.error(
+                raw.options[1].location,
+                f"phase '{raw.name}' options are given twice (first at line {raw.options[0].location.line}); put them in one block",
+            )
         elif raw.options:
             checked = self._spec(raw.options[0], PhaseOptions, f"phase '{raw.name}' options")
             if checked is None:
@@ -204,7 +214,9 @@ class _Loader:
 
     def _inline_agents(self, section: RawSection, inline: dict[str, Agent]) -> None:
         for block in section.options:
-            loaded = load_yaml(block.text, self.source, block.line0, self.reporter, indent=block.indent, what="inline agents")
+            loaded = load_yaml(
+                block.text, self.source, block.line0, self.reporter, indent=block.indent, what="inline agents"
+            )
             if loaded is None:
                 continue
             value, spans = loaded
@@ -214,7 +226,9 @@ class _Loader:
             for agent_id, settings in value.items():
                 where = spans.key((agent_id,))
                 if str(agent_id) in inline:
-                    self.reporter.error(where, f"agent '{agent_id}' already defined at line {inline[str(agent_id)].location.line}")
+                    self.reporter.error(
+                        where, f"agent '{agent_id}' already defined at line {inline[str(agent_id)].location.line}"
+                    )
                     continue
                 agent = agent_from_inline(str(agent_id), settings, spans.sub((agent_id,)), self.reporter)
                 if agent is not None:
@@ -227,7 +241,10 @@ class _Loader:
             if output is None:
                 continue
             if output.name in outputs:
-                self.reporter.error(output.location, f"output '{output.name}' already declared at line {outputs[output.name].location.line}")
+                self.reporter.error(
+                    output.location,
+                    f"output '{output.name}' already declared at line {outputs[output.name].location.line}",
+                )
                 continue
             outputs[output.name] = output
         return list(outputs.values())
@@ -246,7 +263,10 @@ class _Loader:
             if isinstance(step, AgentStep):
                 steps.append(step)
             elif step is not None and step.kind != "note":
-                self.reporter.error(step.location, f"a ### {raw.name} section takes agent steps ('agent: ID - prompt'); found a {step.kind} step")
+                self.reporter.error(
+                    step.location,
+                    f"a ### {raw.name} section takes agent steps ('agent: ID - prompt'); found a {step.kind} step",
+                )
         if not steps:
             self.reporter.error(raw.location, f"### {raw.name} needs an agent step: '- agent: AGENT_ID - prompt'")
         return Section(options=options, steps=steps, location=raw.location)
@@ -317,7 +337,9 @@ class _Loader:
         """The phases, each phase not upstream of the index phase made to wait for it."""
         changed = implicit_index_dependencies({p.name: p.options for p in phases})
         return [
-            p.model_copy(update={"options": p.options.model_copy(update={"depends_on": changed[p.name]})}) if p.name in changed else p
+            p.model_copy(update={"options": p.options.model_copy(update={"depends_on": changed[p.name]})})
+            if p.name in changed
+            else p
             for p in phases
         ]
 
@@ -326,7 +348,9 @@ class _Loader:
         agents: dict[str, Agent] = {}
         for phase in phases:
             used: list[tuple[str, Location]] = [(s.agent, s.location) for s in _all_agent_steps(phase)]
-            used += [(s.agent, s.location) for s in phase.steps if isinstance(s, (AggregateStep, RouteStep)) and s.agent]
+            used += [
+                (s.agent, s.location) for s in phase.steps if isinstance(s, (AggregateStep, RouteStep)) and s.agent
+            ]
             for agent_id, where in used:
                 agent = finder.find(agent_id, where, inline)
                 if agent is not None:
@@ -334,7 +358,9 @@ class _Loader:
             used_ids = {a for a, _ in used}
             for agent_id in phase.agents:
                 if agent_id not in used_ids and finder.find(agent_id, phase.location, inline) is not None:
-                    self.reporter.warning(phase.location, f"agent '{agent_id}' is listed in phase '{phase.name}' but no step uses it")
+                    self.reporter.warning(
+                        phase.location, f"agent '{agent_id}' is listed in phase '{phase.name}' but no step uses it"
+                    )
         return agents
 
     def _check_schedule(self, metadata: Metadata, spans: Spans) -> None:
@@ -345,12 +371,18 @@ class _Loader:
         for key, value in schedule.parameters.items():
             where = spans.key(("schedule", "parameters", key))
             if key not in requirements:
-                self.reporter.error(where, f"schedule parameter '{key}' is not a requirement" + did_you_mean(str(key), requirements))
+                self.reporter.error(
+                    where, f"schedule parameter '{key}' is not a requirement" + did_you_mean(str(key), requirements)
+                )
             elif not matches_type(value, requirements[key].type):
-                self.reporter.error(where, f"schedule parameter '{key}': expected {requirements[key].type}; found {value!r}")
+                self.reporter.error(
+                    where, f"schedule parameter '{key}': expected {requirements[key].type}; found {value!r}"
+                )
         missing = [n for n, r in requirements.items() if r.required and n not in schedule.parameters]
         if missing:
-            self.reporter.error(spans.key(("schedule",)), "schedule: give parameters for the required inputs " + ", ".join(missing))
+            self.reporter.error(
+                spans.key(("schedule",)), "schedule: give parameters for the required inputs " + ", ".join(missing)
+            )
 
     def _check_phase_text(self, phase: Phase, metadata: Metadata, edges: dict[str, list[str]]) -> None:
         requirements = list(metadata.requirements)
@@ -361,7 +393,14 @@ class _Loader:
         if approval is not None:
             if approval.prompt:
                 where = approval.location or phase.location
-                self._check_template(AgentStep(agent="approval", prompt=approval.prompt, location=where), base, phase, edges, [], upstream)
+                self._check_template(
+                    AgentStep(agent="approval", prompt=approval.prompt, location=where),
+                    base,
+                    phase,
+                    edges,
+                    [],
+                    upstream,
+                )
             base = [*base, "approval"]
         earlier: list[str] = []
         for step in phase.steps:
@@ -369,7 +408,14 @@ class _Loader:
                 self._check_template(step, base, phase, edges, earlier, upstream)
                 earlier.append(step.agent)
             elif isinstance(step, ValidationStep):
-                self._check_expression(step, step.expression, [*requirements, "inputs", "phases", "steps", "output"], phase, edges, upstream)
+                self._check_expression(
+                    step,
+                    step.expression,
+                    [*requirements, "inputs", "phases", "steps", "output"],
+                    phase,
+                    edges,
+                    upstream,
+                )
             elif isinstance(step, RouteStep):
                 self._check_route(step, base, phase, edges, upstream)
         numeric = [n for n, r in metadata.requirements.items() if r.type in ("number", "integer")]
@@ -383,7 +429,10 @@ class _Loader:
                         + did_you_mean(name, numeric),
                     )
         every = [s.agent for s in phase.agent_steps()]
-        for section, extra in ((phase.critique, ["output", "errors"]), (phase.refine, ["output", "critique", "errors"])):
+        for section, extra in (
+            (phase.critique, ["output", "errors"]),
+            (phase.refine, ["output", "critique", "errors"]),
+        ):
             for step in section.steps if section else []:
                 self._check_template(step, [*base, *extra], phase, edges, every, upstream)
 
@@ -404,19 +453,34 @@ class _Loader:
             self.reporter.error(at, f"invalid prompt template: {msg}")
             return
         for name in check.unknown_names:
-            self.reporter.error(where, f"unknown name '{name}' in prompt template; expected one of {', '.join(names)}" + did_you_mean(name, names))
+            self.reporter.error(
+                where,
+                f"unknown name '{name}' in prompt template; expected one of {', '.join(names)}"
+                + did_you_mean(name, names),
+            )
         for target in check.keys["phases"]:
             self._check_phase_reference(target, where, phase, phase_names, upstream)
         for target in check.keys["output"]:
             self._check_output_reference(target, where, phase)
         for target in check.keys["steps"]:
             if phase.parallel:
-                self.reporter.error(where, f"steps['{target}']: phase '{phase.name}' is parallel, so its steps do not see each other")
+                self.reporter.error(
+                    where, f"steps['{target}']: phase '{phase.name}' is parallel, so its steps do not see each other"
+                )
             elif target not in earlier:
-                self.reporter.error(where, f"steps['{target}'] is not an earlier agent step of phase '{phase.name}'" + did_you_mean(target, earlier))
+                self.reporter.error(
+                    where,
+                    f"steps['{target}'] is not an earlier agent step of phase '{phase.name}'"
+                    + did_you_mean(target, earlier),
+                )
 
     def _check_phase_reference(
-        self, target: str, where: Location, phase: Phase, phase_names: Mapping[str, object], upstream: Callable[[], set[str]]
+        self,
+        target: str,
+        where: Location,
+        phase: Phase,
+        phase_names: Mapping[str, object],
+        upstream: Callable[[], set[str]],
     ) -> None:
         if target not in phase_names:
             self.reporter.error(where, f"unknown phase '{target}' in phases[...]" + did_you_mean(target, phase_names))
@@ -431,10 +495,18 @@ class _Loader:
         if declared and target not in declared:
             self.reporter.error(
                 where,
-                f"unknown output '{target}'; phase '{phase.name}' declares {', '.join(declared)}" + did_you_mean(target, declared),
+                f"unknown output '{target}'; phase '{phase.name}' declares {', '.join(declared)}"
+                + did_you_mean(target, declared),
             )
 
-    def _check_route(self, step: RouteStep, names: list[str], phase: Phase, edges: Mapping[str, object], upstream: Callable[[], set[str]]) -> None:
+    def _check_route(
+        self,
+        step: RouteStep,
+        names: list[str],
+        phase: Phase,
+        edges: Mapping[str, object],
+        upstream: Callable[[], set[str]],
+    ) -> None:
         if not phase.agent_steps():
             self.reporter.error(step.location, f"route: phase '{phase.name}' has no agent steps to route between")
         if sum(1 for s in phase.steps if isinstance(s, RouteStep)) > 1 and phase.route() is not step:
@@ -442,7 +514,14 @@ class _Loader:
         if step.expression is not None:
             self._check_expression(step, step.expression, [*names, "branches"], phase, edges, upstream)
         elif step.prompt is not None:
-            self._check_template(AgentStep(agent=step.agent or "", prompt=step.prompt, location=step.location), [*names, "branches"], phase, edges, [], upstream)
+            self._check_template(
+                AgentStep(agent=step.agent or "", prompt=step.prompt, location=step.location),
+                [*names, "branches"],
+                phase,
+                edges,
+                [],
+                upstream,
+            )
 
     def _check_expression(
         self,

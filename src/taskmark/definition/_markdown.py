@@ -139,15 +139,11 @@ def _heading(
         doc.phases.append(phase)
         return phase, None, False
     if tag == "h2" and text.lower().startswith("phase"):
-        reporter.error(
-            source.find(line0, text), f"expected '## Phase: NAME'; found '## {text}'"
-        )
+        reporter.error(source.find(line0, text), f"expected '## Phase: NAME'; found '## {text}'")
     return None, None, True
 
 
-def _section(
-    source: Source, line0: int, text: str, phase: RawPhase, reporter: Reporter
-) -> RawSection | None:
+def _section(source: Source, line0: int, text: str, phase: RawPhase, reporter: Reporter) -> RawSection | None:
     where = source.find(line0, text)
     if text not in SECTIONS:
         reporter.error(
@@ -213,9 +209,7 @@ def _phase_block(source: Source, block: Sequence[Token], phase: RawPhase, report
             phase.prose.append("\n".join(source.lines[start:end]).strip())
 
 
-def _section_block(
-    source: Source, block: Sequence[Token], section: RawSection, reporter: Reporter
-) -> None:
+def _section_block(source: Source, block: Sequence[Token], section: RawSection, reporter: Reporter) -> None:
     head = block[0]
     if head.type in ("bullet_list_open", "ordered_list_open"):
         section.items.extend(_items(source, block))

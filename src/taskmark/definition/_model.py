@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -96,7 +96,7 @@ class NoteStep(_Located):
 
 
 Step = Annotated[
-    Union[AgentStep, ValidationStep, AggregateStep, RouteStep, NoteStep, CustomStep],
+    AgentStep | ValidationStep | AggregateStep | RouteStep | NoteStep | CustomStep,
     Field(union_mode="left_to_right"),
 ]
 
@@ -107,7 +107,9 @@ class OutputField(_Located):
     name: str = Field(description="Field name in the phase's output.")
     type: str = Field(description="string, number, integer, boolean, array or object.")
     description: str | None = Field(default=None, description="What the field holds.")
-    constraints: OutputConstraints = Field(default_factory=OutputConstraints, description="Bounds from its nested bullets.")
+    constraints: OutputConstraints = Field(
+        default_factory=OutputConstraints, description="Bounds from its nested bullets."
+    )
 
     def json_schema(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """The JSON Schema of this field's value; ``inputs`` gives the bounds that name an input."""

@@ -135,8 +135,7 @@ def read_source(path: str | Path, reporter: Reporter) -> Source | None:
         column0 = exc.start - (data.rfind(b"\n", 0, exc.start) + 1)
         reporter.error(
             Source(shown, "").at(line0, column0),
-            f"file is not valid UTF-8: found byte 0x{data[exc.start]:02x}; "
-            "expected a UTF-8 markdown file",
+            f"file is not valid UTF-8: found byte 0x{data[exc.start]:02x}; expected a UTF-8 markdown file",
         )
         return None
     return Source(shown, text.replace("\r\n", "\n").replace("\r", "\n"))

@@ -112,9 +112,7 @@ Name = Annotated[str, BeforeValidator(_coerce_str)]
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {"type": "string", "description": f"A time such as {ACCEPTED_FORMS}."}
-    ),
+    WithJsonSchema({"type": "string", "description": f"A time such as {ACCEPTED_FORMS}."}),
 ]
 """A time string, held as seconds."""
 
@@ -181,10 +179,16 @@ class OutputConstraints(Spec):
     max_length: int | None = Field(default=None, ge=1, description="Most characters in a string.")
     min_items: int | None = Field(default=None, ge=0, description="Fewest items in an array.")
     max_items: int | None = Field(default=None, ge=1, description="Most items in an array.")
-    minimum: int | float | str | None = Field(default=None, description="Smallest number allowed, or the name of a numeric input.")
-    maximum: int | float | str | None = Field(default=None, description="Largest number allowed, or the name of a numeric input.")
+    minimum: int | float | str | None = Field(
+        default=None, description="Smallest number allowed, or the name of a numeric input."
+    )
+    maximum: int | float | str | None = Field(
+        default=None, description="Largest number allowed, or the name of a numeric input."
+    )
     items: ValueShape | None = Field(default=None, description="The type (and bounds) of each item of an array.")
-    keys: list[str] | None = Field(default=None, min_length=1, description="The keys an object must have, and no others.")
+    keys: list[str] | None = Field(
+        default=None, min_length=1, description="The keys an object must have, and no others."
+    )
     values: ValueShape | None = Field(default=None, description="The type (and bounds) of each value of an object.")
 
     def problems(self, type_name: str) -> list[tuple[str, str]]:
@@ -198,7 +202,11 @@ class OutputConstraints(Spec):
             lo, hi = getattr(self, low), getattr(self, high)
             if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
                 found.append((to_camel(low), f"{to_camel(low)} {lo} is more than {to_camel(high)} {hi}"))
-        found += [("enum", f"enum value {v!r} is not of type {type_name}") for v in self.enum or [] if not matches_type(v, type_name)]
+        found += [
+            ("enum", f"enum value {v!r} is not of type {type_name}")
+            for v in self.enum or []
+            if not matches_type(v, type_name)
+        ]
         return found
 
     def input_bounds(self) -> list[str]:
@@ -214,7 +222,9 @@ class OutputConstraints(Spec):
             if bound is not None:
                 value = inputs[bound] if isinstance(bound, str) else bound
                 # 5.0 from a number input bounds an integer as 5 (llama.cpp's grammar needs an int).
-                schema[to_camel(name)] = int(value) if type_name == "integer" and isinstance(value, float) and value.is_integer() else value
+                schema[to_camel(name)] = (
+                    int(value) if type_name == "integer" and isinstance(value, float) and value.is_integer() else value
+                )
         if self.items is not None:
             schema["items"] = self.items.json_schema(self.items.type, inputs)
         values = self.values.json_schema(self.values.type, inputs) if self.values is not None else None
@@ -240,7 +250,10 @@ class ValueShape(OutputConstraints):
     @model_validator(mode="after")
     def _fits(self) -> ValueShape:
         if self.type not in REQUIREMENT_TYPES:
-            raise ValueError(f"unknown type '{self.type}'; expected one of {', '.join(REQUIREMENT_TYPES)}" + did_you_mean(self.type, REQUIREMENT_TYPES))
+            raise ValueError(
+                f"unknown type '{self.type}'; expected one of {', '.join(REQUIREMENT_TYPES)}"
+                + did_you_mean(self.type, REQUIREMENT_TYPES)
+            )
         problems = self.problems(self.type)
         if problems:
             raise ValueError(problems[0][1])
@@ -296,7 +309,9 @@ class Requirement(Spec):
         """The Python type of the value: a `Literal` of the enum, else the JSON type's class."""
         if self.enum:
             return Literal[tuple(self.enum)]
-        return {"string": str, "number": float, "integer": int, "boolean": bool, "array": list, "object": dict}[self.type]
+        return {"string": str, "number": float, "integer": int, "boolean": bool, "array": list, "object": dict}[
+            self.type
+        ]
 
 
 _CRON_FIELD = re.compile(r"(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?)*")
@@ -325,9 +340,13 @@ def _check_timezone(value: str) -> str:
 class Schedule(Spec):
     """When a deployment of the definition runs by itself."""
 
-    cron: Annotated[str, AfterValidator(_check_cron)] | None = Field(default=None, description="A cron expression, such as '0 8 * * 1-5'.")
+    cron: Annotated[str, AfterValidator(_check_cron)] | None = Field(
+        default=None, description="A cron expression, such as '0 8 * * 1-5'."
+    )
     interval: Duration | None = Field(default=None, description="Run every so often instead of on a cron.")
-    timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(default="UTC", description="IANA time zone of the cron.")
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(
+        default="UTC", description="IANA time zone of the cron."
+    )
     parameters: dict[str, Any] = Field(default_factory=dict, description="Inputs of the scheduled runs.")
     active: StrictBool = Field(default=True, description="Whether the schedule starts active.")
 
@@ -345,9 +364,12 @@ RetrievalMethod = Literal["tfidf", "embeddings"]
 class Retrieval(Spec):
     """Rank documents and referred outputs against the step's prompt; keep the best (`true`, or `{k: N, method: M}`)."""
 
-    k: int = Field(default=5, ge=1, le=100, description="How many of the ranked documents and referred outputs to keep.")
+    k: int = Field(
+        default=5, ge=1, le=100, description="How many of the ranked documents and referred outputs to keep."
+    )
     method: RetrievalMethod = Field(
-        default="tfidf", description="How to rank: by shared terms (tfidf), or by meaning (embeddings, with the embeddings extra installed)."
+        default="tfidf",
+        description="How to rank: by shared terms (tfidf), or by meaning (embeddings, with the embeddings extra installed).",
     )
 
     @model_validator(mode="before")
@@ -360,16 +382,21 @@ class ContextOptions(Spec):
     """What each agent call is given besides its prompt; each level (agent, phase, definition) overrides the next, key by key."""
 
     budget_tokens: int | None = Field(
-        default=None, ge=1, description="Tokens of context per agent call; by default the model's context window less the prompt and the answer."
+        default=None,
+        ge=1,
+        description="Tokens of context per agent call; by default the model's context window less the prompt and the answer.",
     )
     summarize: Literal["extract", "llm"] = Field(
-        default="extract", description="How an item too large for the room left is shortened: by extracting sentences, or by asking the model."
+        default="extract",
+        description="How an item too large for the room left is shortened: by extracting sentences, or by asking the model.",
     )
     retrieval: Annotated[Retrieval | None, BeforeValidator(lambda v: None if v is False else v)] = Field(
-        default=None, description="Rank documents and referred outputs against the prompt and keep the top k (`true` keeps 5)."
+        default=None,
+        description="Rank documents and referred outputs against the prompt and keep the top k (`true` keeps 5).",
     )
     template: str | None = Field(
-        default=None, description="A Jinja2 layout of the context and the prompt instead of the default; it reads items, prompt and note."
+        default=None,
+        description="A Jinja2 layout of the context and the prompt instead of the default; it reads items, prompt and note.",
     )
 
 
@@ -399,16 +426,21 @@ class Metadata(Spec):
 
     name: Slug = Field(description="Slug naming the flow and its deployment.")
     description: str | None = Field(default=None, description="One line on what the workflow does.")
-    version: Annotated[str, BeforeValidator(_coerce_str)] | None = Field(default=None, description="The definition's own version.")
+    version: Annotated[str, BeforeValidator(_coerce_str)] | None = Field(
+        default=None, description="The definition's own version."
+    )
     max_execution_time: Duration | None = Field(default=None, description="Whole-run timeout.")
     max_concurrent_phases: int = Field(default=4, ge=1, description="Most phases running at once.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Backoff for transient failures.")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="Default model settings of every agent call.")
-    requirements: dict[str, Requirement] = Field(default_factory=dict, description="The workflow's inputs (flow parameters).")
+    requirements: dict[str, Requirement] = Field(
+        default_factory=dict, description="The workflow's inputs (flow parameters)."
+    )
     schedule: Schedule | None = Field(default=None, description="When a deployment runs by itself.")
     cache: CachePolicy | None = Field(default=None, description="Reuse identical LLM answers for a while.")
     index: str | None = Field(
-        default=None, description="The index document, relative to the definition's folder: conventions every agent call gets first."
+        default=None,
+        description="The index document, relative to the definition's folder: conventions every agent call gets first.",
     )
     context: ContextOptions | None = Field(default=None, description="Context options of every agent call.")
 
@@ -417,7 +449,9 @@ class Metadata(Spec):
     def _names(cls, value: dict[str, Requirement]) -> dict[str, Requirement]:
         for name in value:
             if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-                raise ValueError(f"requirement name {name!r} must be an identifier (letters, digits, _) and not a Python keyword")
+                raise ValueError(
+                    f"requirement name {name!r} must be an identifier (letters, digits, _) and not a Python keyword"
+                )
             if name in RESERVED_NAMES:
                 raise ValueError(f"requirement name '{name}' is reserved; pick another")
         return value
@@ -432,9 +466,16 @@ def _one_or_list(value: object) -> object:
 class Approval(Spec):
     """A person approves a phase before it starts (`approval: true`, or these keys)."""
 
-    prompt: str | None = Field(default=None, description="What the approver is asked; a template over the inputs and phases.")
-    fields: dict[str, Requirement] = Field(default_factory=dict, description="More typed inputs the approver fills in; the phase's templates see them as approval.NAME.")
-    timeout: Duration = Field(default=24 * 3600, description="How long the run waits for an answer before the phase fails.")
+    prompt: str | None = Field(
+        default=None, description="What the approver is asked; a template over the inputs and phases."
+    )
+    fields: dict[str, Requirement] = Field(
+        default_factory=dict,
+        description="More typed inputs the approver fills in; the phase's templates see them as approval.NAME.",
+    )
+    timeout: Duration = Field(
+        default=24 * 3600, description="How long the run waits for an answer before the phase fails."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -453,27 +494,35 @@ class Approval(Spec):
 class PhaseOptions(Spec):
     """The `key: value` lines (or ```yaml block) right under a `## Phase:` heading."""
 
-    depends_on: Annotated[list[Name], BeforeValidator(_one_or_list)] = Field(default_factory=list, description="Phases that must complete first; their outputs are visible.")
+    depends_on: Annotated[list[Name], BeforeValidator(_one_or_list)] = Field(
+        default_factory=list, description="Phases that must complete first; their outputs are visible."
+    )
     parallel: StrictBool = Field(default=False, description="Run the agent steps at the same time.")
     description: str | None = Field(default=None, description="What the phase is for.")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="Model settings for this phase's agent calls.")
-    handlers: dict[str, str] = Field(default_factory=dict, description="Python handlers by stage, as 'package.module:function'.")
+    handlers: dict[str, str] = Field(
+        default_factory=dict, description="Python handlers by stage, as 'package.module:function'."
+    )
     cache: CachePolicy | None = Field(default=None, description="Reuse identical LLM answers for a while.")
     approval: Annotated[Approval | None, BeforeValidator(lambda v: None if v is False else v)] = Field(
-        default=None, description="Pause before the phase until a person approves it (`true`, or prompt/fields/timeout)."
+        default=None,
+        description="Pause before the phase until a person approves it (`true`, or prompt/fields/timeout).",
     )
     refers: Annotated[list[Name], BeforeValidator(_one_or_list)] = Field(
         default_factory=list,
         description="Phases whose most recent completed outputs this one may use without waiting: 'Phase Name' of this definition, or 'definition-name/Phase Name' of another in the same folder.",
     )
     documents: Annotated[list[Name], BeforeValidator(_one_or_list)] = Field(
-        default_factory=list, description="Markdown or text files the phase may draw on: paths or globs relative to the definition's folder."
+        default_factory=list,
+        description="Markdown or text files the phase may draw on: paths or globs relative to the definition's folder.",
     )
     context: ContextOptions | None = Field(default=None, description="Context options of this phase's agent calls.")
     review: Literal["context"] | None = Field(
         default=None, description="`context`: pause before inference for a person to pin or exclude context items."
     )
-    index: StrictBool = Field(default=False, description="This phase's output is the index document of the phases after it.")
+    index: StrictBool = Field(
+        default=False, description="This phase's output is the index document of the phases after it."
+    )
     duplicates: Annotated[list[Name], BeforeValidator(_one_or_list)] = Field(
         default_factory=list, description="Phases this one duplicates (for tools only; targets as in refers)."
     )
@@ -486,7 +535,9 @@ class PhaseOptions(Spec):
     def _handlers(cls, value: dict[str, str]) -> dict[str, str]:
         for stage, ref in value.items():
             if stage not in STAGES:
-                raise ValueError(f"unknown stage '{stage}'; expected one of {', '.join(STAGES)}" + did_you_mean(str(stage), STAGES))
+                raise ValueError(
+                    f"unknown stage '{stage}'; expected one of {', '.join(STAGES)}" + did_you_mean(str(stage), STAGES)
+                )
             if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", str(ref)):
                 raise ValueError(f"{stage}: expected 'package.module:function'; found {ref!r}")
         return value
@@ -495,7 +546,9 @@ class PhaseOptions(Spec):
 class CritiqueOptions(Spec):
     """Option lines of a `### Critique` section."""
 
-    when: Literal["onFailure", "always"] = Field(default="onFailure", description="Critique only when quality checks fail, or always.")
+    when: Literal["onFailure", "always"] = Field(
+        default="onFailure", description="Critique only when quality checks fail, or always."
+    )
 
 
 class RefineOptions(Spec):
@@ -512,7 +565,10 @@ class AgentSettings(Spec):
     model: str | None = Field(default=None, description="A litellm model string.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int | None = Field(default=None, ge=1, description="Most tokens in an answer.")
-    context: ContextOptions | None = Field(default=None, description="Context options of this agent's calls; they override the phase's and the definition's.")
+    context: ContextOptions | None = Field(
+        default=None,
+        description="Context options of this agent's calls; they override the phase's and the definition's.",
+    )
 
 
 class InlineAgent(AgentSettings):

@@ -86,7 +86,10 @@ def _aggregate(rest: str, item: RawItem, reporter: Reporter) -> AggregateStep | 
         return None
     agent = match.group("agent")
     if method == "consensus" and not agent:
-        reporter.error(item.location, "expected 'aggregate: consensus - AGENT_ID': consensus needs an agent to reconcile the answers")
+        reporter.error(
+            item.location,
+            "expected 'aggregate: consensus - AGENT_ID': consensus needs an agent to reconcile the answers",
+        )
         return None
     if method != "consensus" and agent:
         reporter.error(item.location, f"'aggregate: {method}' takes no agent; only consensus does")
@@ -160,7 +163,11 @@ def parse_output(item: RawItem, reporter: Reporter) -> OutputField | None:
             return None
         constraints = checked
     return OutputField(
-        name=match.group("name"), type=kind, description=match.group("description"), constraints=constraints, location=item.location
+        name=match.group("name"),
+        type=kind,
+        description=match.group("description"),
+        constraints=constraints,
+        location=item.location,
     )
 
 
@@ -168,6 +175,8 @@ def parse_agent_name(item: RawItem, reporter: Reporter) -> str | None:
     """An `### Agents` bullet: an agent id."""
     name = item.text.strip().strip("`")
     if not AGENT_ID.fullmatch(name):
-        reporter.error(item.location, f"expected an agent id (letters, digits, '-', '_', '.'); found '{item.text[:60]}'")
+        reporter.error(
+            item.location, f"expected an agent id (letters, digits, '-', '_', '.'); found '{item.text[:60]}'"
+        )
         return None
     return name

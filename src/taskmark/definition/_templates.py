@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-
 from typing import Any
 
 from jinja2 import Template, TemplateSyntaxError, nodes

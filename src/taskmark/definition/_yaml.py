@@ -121,7 +121,10 @@ def load_yaml(
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position)
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1)
-        reporter.error(source.at(first_line0 + line, indent + column), f"invalid YAML in {what}: character {exc.character:#06x} is not allowed")
+        reporter.error(
+            source.at(first_line0 + line, indent + column),
+            f"invalid YAML in {what}: character {exc.character:#06x} is not allowed",
+        )
         return None
     except (yaml.YAMLError, RecursionError) as exc:
         reporter.error(source.at(first_line0), f"invalid YAML in {what}: {exc}")
@@ -157,19 +160,14 @@ def _to_python(
                 continue
             where = at(key_node.start_mark)
             if key in seen:
-                problems.append(
-                    (where, f"key '{key}' is given twice; first at line {seen[key].line}")
-                )
+                problems.append((where, f"key '{key}' is given twice; first at line {seen[key].line}"))
                 continue
             seen[key] = where
             spans.keys[(*path, key)] = where
             result[key] = _to_python(value_node, (*path, key), spans, at, problems)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [
-            _to_python(item, (*path, i), spans, at, problems)
-            for i, item in enumerate(node.value)
-        ]
+        return [_to_python(item, (*path, i), spans, at, problems) for i, item in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
     return _scalar(node, at, problems)
 

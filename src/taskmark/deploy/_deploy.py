@@ -41,6 +41,7 @@ __all__ = [
 DEFAULT_POOL = "taskmark"
 """The work pool ``taskmark deploy`` uses unless told otherwise (the one in ``prefect.yaml``)."""
 
+
 class _WorkingDirectory:
     """Prefect runner storage that only sets each run's working directory: the definition's folder.
 
@@ -51,21 +52,21 @@ class _WorkingDirectory:
     def __init__(self, folder: Path) -> None:
         self._folder = folder
 
-    def set_base_path(self, path: Path) -> None:  # noqa: D102 - RunnerStorage protocol
+    def set_base_path(self, path: Path) -> None:
         return None
 
     @property
-    def pull_interval(self) -> int | None:  # noqa: D102
+    def pull_interval(self) -> int | None:
         return None
 
     @property
-    def destination(self) -> Path:  # noqa: D102
+    def destination(self) -> Path:
         return self._folder
 
-    async def pull_code(self) -> None:  # noqa: D102
+    async def pull_code(self) -> None:
         return None
 
-    def to_pull_step(self) -> dict[str, Any]:  # noqa: D102
+    def to_pull_step(self) -> dict[str, Any]:
         return {"prefect.deployments.steps.set_working_directory": {"directory": str(self._folder)}}
 
     def __eq__(self, other: object) -> bool:
@@ -100,7 +101,9 @@ class Deployed:
         return f"{self.flow_name}/{self.name}"
 
 
-def schedules_of(definition: Definition, *, cron: str | None = None, timezone: str | None = None) -> list[PrefectSchedule]:
+def schedules_of(
+    definition: Definition, *, cron: str | None = None, timezone: str | None = None
+) -> list[PrefectSchedule]:
     """The deployment's schedules: the definition's ``schedule:``, with ``cron``/``timezone`` overriding it.
 
     Args:
@@ -212,7 +215,9 @@ def to_deployment(
     return deployment
 
 
-def check_scheduled_inputs(definition: Definition, schedules: Sequence[PrefectSchedule], parameters: dict[str, Any]) -> None:
+def check_scheduled_inputs(
+    definition: Definition, schedules: Sequence[PrefectSchedule], parameters: dict[str, Any]
+) -> None:
     """Fail unless scheduled runs get every required input (from ``parameters`` or the schedule).
 
     Raises:

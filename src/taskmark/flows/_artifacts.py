@@ -36,19 +36,46 @@ async def write_artifacts(runtime: Runtime) -> None:
             lines += [f"**Error:** {record.error}", ""]
         if record.outputs is not None:
             lines += [_block(record.outputs), ""]
-    summary = acreate_markdown_artifact(key=f"{definition.name}-summary", markdown="\n".join(lines), description=f"Outputs of {definition.name}")
+    summary = acreate_markdown_artifact(
+        key=f"{definition.name}-summary", markdown="\n".join(lines), description=f"Outputs of {definition.name}"
+    )
     by_phase = runtime.ledger.by_phase()
     rows = [
-        {"phase": name or "-", "calls": t.calls, "failed calls": t.failed_calls, "prompt tokens": t.prompt_tokens,
-         "completion tokens": t.completion_tokens, "cost (USD)": round(t.cost_usd, 6)}
+        {
+            "phase": name or "-",
+            "calls": t.calls,
+            "failed calls": t.failed_calls,
+            "prompt tokens": t.prompt_tokens,
+            "completion tokens": t.completion_tokens,
+            "cost (USD)": round(t.cost_usd, 6),
+        }
         for name, t in by_phase.items()
     ]
     total = runtime.ledger.total()
-    rows.append({"phase": "total", "calls": total.calls, "failed calls": total.failed_calls, "prompt tokens": total.prompt_tokens,
-                 "completion tokens": total.completion_tokens, "cost (USD)": round(total.cost_usd, 6)})
-    usage = acreate_table_artifact(key=f"{definition.name}-usage", table=rows, description=f"LLM usage and cost of {definition.name}")
+    rows.append(
+        {
+            "phase": "total",
+            "calls": total.calls,
+            "failed calls": total.failed_calls,
+            "prompt tokens": total.prompt_tokens,
+            "completion tokens": total.completion_tokens,
+            "cost (USD)": round(total.cost_usd, 6),
+        }
+    )
+    usage = acreate_table_artifact(
+        key=f"{definition.name}-usage", table=rows, description=f"LLM usage and cost of {definition.name}"
+    )
     writes = [summary, usage]
-    if all(runtime.records.get(p.name) is not None and runtime.records[p.name].state == "COMPLETED" for p in definition.phases):
+    if all(
+        runtime.records.get(p.name) is not None and runtime.records[p.name].state == "COMPLETED"
+        for p in definition.phases
+    ):
         outputs = {p.name: runtime.records[p.name].outputs for p in definition.phases}
-        writes.append(acreate_markdown_artifact(key=outputs_key(definition.name), markdown=outputs_markdown(definition.title, outputs), description=f"Outputs of the latest completed run of {definition.name}"))
+        writes.append(
+            acreate_markdown_artifact(
+                key=outputs_key(definition.name),
+                markdown=outputs_markdown(definition.title, outputs),
+                description=f"Outputs of the latest completed run of {definition.name}",
+            )
+        )
     await asyncio.gather(*writes)

@@ -46,13 +46,17 @@ async def resume(run_id: str, *, approve: bool, note: str = "", values: dict[str
             raise ControlError(f"{paused.name} is paused, but not for an approval")
         schema = json.loads(await client.read_flow_run_input(paused.id, keyset["schema"]))
         if schema.get("title") == REVIEW_FORM:
-            raise ControlError(f"{paused.name} waits for a context review, not an approval: answer it with --pin/--exclude, or resume it as it is")
+            raise ControlError(
+                f"{paused.name} waits for a context review, not an approval: answer it with --pin/--exclude, or resume it as it is"
+            )
         answer: dict[str, Any] = {"decision": "approve" if approve else "reject", "note": note}
         answer.update(_typed(schema, values or {}))
         try:
             await client.resume_flow_run(paused.id, run_input=answer)
         except PrefectHTTPStatusError as exc:
-            raise ControlError(f"the answer does not fit the approval form: {exc.response.json().get('detail', exc)}") from None
+            raise ControlError(
+                f"the answer does not fit the approval form: {exc.response.json().get('detail', exc)}"
+            ) from None
     return paused.name.removeprefix("Phase: ")
 
 
@@ -76,11 +80,15 @@ async def review(run_id: str, *, pin: list[str], exclude: list[str], note: str =
         items = schema.get("properties", {}).get("pin", {}).get("items", {}).get("enum")
         unknown = [i for i in (*pin, *exclude) if items is not None and i not in items]
         if unknown:
-            raise ControlError(f"{', '.join(unknown)}: not an item of this review; its items: {', '.join(items) or 'none'}")
+            raise ControlError(
+                f"{', '.join(unknown)}: not an item of this review; its items: {', '.join(items) or 'none'}"
+            )
         try:
             await client.resume_flow_run(paused.id, run_input={"pin": pin, "exclude": exclude, "note": note})
         except PrefectHTTPStatusError as exc:
-            raise ControlError(f"the answer does not fit the review form: {exc.response.json().get('detail', exc)}") from None
+            raise ControlError(
+                f"the answer does not fit the review form: {exc.response.json().get('detail', exc)}"
+            ) from None
     return paused.name.removeprefix("Phase: ")
 
 
@@ -98,7 +106,9 @@ async def pause(run_id: str) -> None:
     async with get_client() as client:
         run = await _read(client, run_id)
         if run.state is None or not run.state.is_running():
-            raise ControlError(f"flow run {run_id} is {run.state.type.value if run.state else 'unknown'}; only a running run can be paused")
+            raise ControlError(
+                f"flow run {run_id} is {run.state.type.value if run.state else 'unknown'}; only a running run can be paused"
+            )
         if PAUSE_TAG not in run.tags:
             await client.update_flow_run(run.id, tags=[*run.tags, PAUSE_TAG])
 
@@ -147,7 +157,9 @@ async def cancel(run_id: str) -> str:
         flow_run = await _read(client, run_id)
         if flow_run.state is not None and flow_run.state.is_final():
             raise ControlError(f"flow run {run_id} already ended {flow_run.state.type.value}")
-        result: Any = await client.set_flow_run_state(flow_run.id, Cancelling(message="Cancelled by taskmark"), force=True)
+        result: Any = await client.set_flow_run_state(
+            flow_run.id, Cancelling(message="Cancelled by taskmark"), force=True
+        )
     return result.state.type.value if result.state else "CANCELLING"
 
 
@@ -161,7 +173,12 @@ async def _read(client: PrefectClient, run_id: str) -> FlowRun:
 
 
 async def _paused_children(client: PrefectClient, run: FlowRun) -> list[FlowRun]:
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     return await client.read_flow_runs(
@@ -177,7 +194,9 @@ async def _paused_run(client: PrefectClient, run_id: str) -> FlowRun:
     run = await _read(client, run_id)
     if run.state is not None and run.state.is_paused():
         return run
-    children = [c for c in await _paused_children(client, run) if c.state is not None and c.state.state_details.run_input_keyset]
+    children = [
+        c for c in await _paused_children(client, run) if c.state is not None and c.state.state_details.run_input_keyset
+    ]
     if not children:
         state = run.state.type.value if run.state else "unknown"
         raise ControlError(f"flow run {run_id} is not waiting for an approval (it is {state})")
@@ -195,11 +214,17 @@ def _typed(schema: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
         if key not in properties or key in ("decision", "note"):
             known = ", ".join(k for k in properties if k not in ("decision", "note")) or "none"
             raise ControlError(f"unknown approval field '{key}'; this approval's fields: {known}")
-        if properties[key].get("type") == "string" or "enum" in properties[key] and all(isinstance(v, str) for v in properties[key]["enum"]):
+        if (
+            properties[key].get("type") == "string"
+            or "enum" in properties[key]
+            and all(isinstance(v, str) for v in properties[key]["enum"])
+        ):
             typed[key] = raw
             continue
         try:
             typed[key] = json.loads(raw)
         except ValueError:
-            raise ControlError(f"{key}: expected {properties[key].get('type', 'a JSON value')}; found {raw!r}") from None
+            raise ControlError(
+                f"{key}: expected {properties[key].get('type', 'a JSON value')}; found {raw!r}"
+            ) from None
     return typed

@@ -52,6 +52,10 @@ async def ensure_crash_automation(client: PrefectClient) -> None:
             threshold=1,
             within=timedelta(seconds=SILENCE_S),
         ),
-        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=f"No heartbeat for {SILENCE_S} s: the run's process is gone.")],
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED, message=f"No heartbeat for {SILENCE_S} s: the run's process is gone."
+            )
+        ],
     )
     await client.create_automation(automation)

@@ -278,9 +278,7 @@ def _spawn(paths: _Paths, startup_timeout: float) -> _State:
         if not alive and attempt == 0 and "address already in use" in read_log(paths.log).lower():
             continue
         reason = "exited" if not alive else f"did not answer {api_url}/health within {startup_timeout:g} s"
-        raise LocalServerError(
-            f"the local Prefect server {reason}; see {paths.log}" + (f":\n{tail}" if tail else "")
-        )
+        raise LocalServerError(f"the local Prefect server {reason}; see {paths.log}" + (f":\n{tail}" if tail else ""))
     raise AssertionError("unreachable")  # pragma: no cover
 
 

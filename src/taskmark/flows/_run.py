@@ -20,7 +20,19 @@ from taskmark.flows._compile import compile
 from taskmark.tasks import Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
-__all__ = ["DEFINITION_KEY", "RUN_TAG", "MOMENTS", "PhaseSummary", "RetryError", "RunResult", "aretry", "arun", "on", "retry_target", "run"]
+__all__ = [
+    "DEFINITION_KEY",
+    "RUN_TAG",
+    "MOMENTS",
+    "PhaseSummary",
+    "RetryError",
+    "RunResult",
+    "aretry",
+    "arun",
+    "on",
+    "retry_target",
+    "run",
+]
 
 CANCEL_POLL_S = 2.0
 """Seconds between a local run's checks of whether it was asked to cancel."""
@@ -29,13 +41,13 @@ RUN_TAG = "taskmark"
 """Every run of a definition carries this tag (`taskmark runs` lists those)."""
 
 
-
 DEFINITION_KEY = "taskmark_definition"
 """The key, in a flow run's context, of the absolute path of the definition it ran."""
 
 
 class RetryError(TaskmarkError):
     """A run that cannot be retried, and why."""
+
 
 MOMENTS = ("phase:start", "phase:complete", "phase:failed", "execution:complete")
 """The moments hooks can follow; each is also a Prefect event (`taskmark.phase.completed`, ...)."""
@@ -114,7 +126,10 @@ async def arun(
     async with get_client() as client:
         # The run records where its definition lives, so that `taskmark retry` can find it.
         created = await client.create_flow_run(
-            compiled, parameters=params, context={DEFINITION_KEY: str(Path(definition.location.path).resolve())}, tags=[RUN_TAG]
+            compiled,
+            parameters=params,
+            context={DEFINITION_KEY: str(Path(definition.location.path).resolve())},
+            tags=[RUN_TAG],
         )
     if on_created is not None:
         on_created(str(created.id))
@@ -212,7 +227,13 @@ async def _execute(
         message=state.message,
         duration_s=time.perf_counter() - started,
         phases={
-            p.name: PhaseSummary(state=r.state, duration_s=r.duration_s, outputs=r.outputs, error=r.error, executed_branches=r.executed_branches)
+            p.name: PhaseSummary(
+                state=r.state,
+                duration_s=r.duration_s,
+                outputs=r.outputs,
+                error=r.error,
+                executed_branches=r.executed_branches,
+            )
             for p in definition.run_order()
             if (r := runtime.records.get(p.name)) is not None
         },
@@ -246,7 +267,9 @@ async def _mark_cancelled(flow_run_id: UUID) -> State[Any]:
     from prefect.states import Cancelled
 
     async with get_client() as client:
-        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+        )
         for child in children:
             if child.state is None or not child.state.is_final():
                 await client.set_flow_run_state(child.id, Cancelled(message="The run was cancelled"), force=True)

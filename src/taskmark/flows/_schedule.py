@@ -127,9 +127,13 @@ class _PhaseRun:
             parent_task_run_id=self.tracking_id,
             state=to_state_create(Running() if self.first else Pending()),
             tags=list(TagsContext.get().current_tags),
-            empirical_policy=FlowRunPolicy(retries=self.flow.retries, retry_delay=int(self.flow.retry_delay_seconds or 0)),
+            empirical_policy=FlowRunPolicy(
+                retries=self.flow.retries, retry_delay=int(self.flow.retry_delay_seconds or 0)
+            ),
         )
-        response = await self.runs.client.request("POST", "/flow_runs/", json=create.model_dump(mode="json", exclude_unset=True))
+        response = await self.runs.client.request(
+            "POST", "/flow_runs/", json=create.model_dump(mode="json", exclude_unset=True)
+        )
         return FlowRun.model_validate(response.json())
 
     def _then(self, write: Callable[[FlowRun], Coroutine[Any, Any, Any]]) -> None:
@@ -217,7 +221,9 @@ class _PhaseRuns:
     async def set_state(self, run: FlowRun, state: State[Any]) -> None:
         result = await self.client.set_flow_run_state(run.id, state)
         if result.status.value != "ACCEPT":
-            _log.debug("subflow %r: state %s was answered %s (%s)", run.name, state.name, result.status.value, result.details)
+            _log.debug(
+                "subflow %r: state %s was answered %s (%s)", run.name, state.name, result.status.value, result.details
+            )
 
     async def drain(self) -> None:
         """Wait for every write; phases that never started end Cancelled (NotRun)."""
@@ -267,7 +273,9 @@ async def run_phases(
             run.finish(Cancelled(name="NotRun", message="the run timed out first"))
             raise
         if any(runtime.records[d].state != "COMPLETED" for d in phase.depends_on):
-            runtime.records[phase.name] = PhaseRecord(name=phase.name, state="NOT_RUN", error="a phase it depends on did not complete")
+            runtime.records[phase.name] = PhaseRecord(
+                name=phase.name, state="NOT_RUN", error="a phase it depends on did not complete"
+            )
             run.finish(Cancelled(name="NotRun", message="a phase it depends on did not complete"))
             return
         async with slots:
@@ -279,7 +287,12 @@ async def run_phases(
                 await lifecycle(phase, upstream)
                 run.finish(Completed())
             except asyncio.CancelledError:
-                run.finish(Failed(name="TimedOut", message=f"the run exceeded maxExecutionTime ({timeout_s:g}s)" if timeout_s else "cancelled"))
+                run.finish(
+                    Failed(
+                        name="TimedOut",
+                        message=f"the run exceeded maxExecutionTime ({timeout_s:g}s)" if timeout_s else "cancelled",
+                    )
+                )
                 raise
             except PhaseFailed as failure:
                 record = runtime.records[phase.name]
@@ -310,9 +323,14 @@ async def run_phases(
     except asyncio.TimeoutError:
         for name, record in runtime.records.items():
             if record.state == "RUNNING":
-                record.state, record.error = "TIMED_OUT", f"phase '{name}' timed out: the run exceeded maxExecutionTime ({timeout_s:g}s)"
+                record.state, record.error = (
+                    "TIMED_OUT",
+                    f"phase '{name}' timed out: the run exceeded maxExecutionTime ({timeout_s:g}s)",
+                )
         for phase in definition.phases:
-            runtime.records.setdefault(phase.name, PhaseRecord(name=phase.name, state="NOT_RUN", error="the run timed out first"))
+            runtime.records.setdefault(
+                phase.name, PhaseRecord(name=phase.name, state="NOT_RUN", error="the run timed out first")
+            )
     except BaseException:
         await runs.drain()
         raise

@@ -81,7 +81,5 @@ def create_app() -> FastAPI:
     if _is_sqlite(url):
         # Set before the first request or service asks for the database interface, so
         # the API, the services and the migrations all use the same configuration.
-        dependencies.MODELS_DEPENDENCIES["database_config"] = ImmediateSqliteConfiguration(
-            connection_url=url
-        )
+        dependencies.MODELS_DEPENDENCIES["database_config"] = ImmediateSqliteConfiguration(connection_url=url)
     return create_prefect_app(final=True)

@@ -67,10 +67,12 @@ class LocalServerError(TaskmarkError):
 def launch(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> int:
     """Start ``command`` detached (new session, not our child); its pid."""
     with log.open("a") as out:
-        out.write(f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} taskmark starts: {' '.join(command)}\n")
+        out.write(
+            f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} taskmark starts: {' '.join(command)}\n"
+        )
     # -I -S: the launcher needs only the standard library; start it fast and unaffected
     # by PYTHON* variables. cwd=PREFECT_HOME: the server holds no user folder open.
-    launcher = subprocess.run(
+    launcher = subprocess.run(  # noqa: S603 - our own interpreter and arguments
         [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(log), *command],
         env=env,
         cwd=cwd,

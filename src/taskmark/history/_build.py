@@ -17,7 +17,6 @@ How a run is recorded (see ``taskmark.flows._schedule`` and ``taskmark.tasks._ru
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -97,10 +96,18 @@ def _message(state: State[Any] | None) -> str | None:
     return redact(state.message) if state is not None and state.message else None
 
 
-def _node(state: State[Any] | None, start: datetime | None, end: datetime | None, ended: State[Any] | None, now: datetime) -> dict[str, Any]:
+def _node(
+    state: State[Any] | None, start: datetime | None, end: datetime | None, ended: State[Any] | None, now: datetime
+) -> dict[str, Any]:
     """State and times of a node; one left unfinished when its attempt ended takes that end's state."""
     recorded = _type(state)
-    fields: dict[str, Any] = {"state": recorded, "state_name": state.name if state else None, "message": _message(state), "start": start, "end": end}
+    fields: dict[str, Any] = {
+        "state": recorded,
+        "state_name": state.name if state else None,
+        "message": _message(state),
+        "start": start,
+        "end": end,
+    }
     if recorded not in _FINAL and ended is not None:
         what = ((state.name if state else None) or recorded).lower()
         fields.update(
@@ -110,7 +117,9 @@ def _node(state: State[Any] | None, start: datetime | None, end: datetime | None
             message=f"the run ended {(ended.name or _type(ended)).lower()} while this was {what}",
             end=ended.timestamp if start is not None else None,
         )
-    fields["duration_s"] = _seconds(start, fields["end"] or (now if start is not None and fields["state"] not in _FINAL else None))
+    fields["duration_s"] = _seconds(
+        start, fields["end"] or (now if start is not None and fields["state"] not in _FINAL else None)
+    )
     return fields
 
 
@@ -133,7 +142,11 @@ def _apply_event(call: CallTrace, event: Event) -> None:
     payload = event.payload
     call.model = payload.get("model") or call.model
     call.latency_s = payload.get("latency_s")
-    call.temperature, call.max_tokens, call.messages_sha256 = payload.get("temperature"), payload.get("max_tokens"), payload.get("messages_sha256")
+    call.temperature, call.max_tokens, call.messages_sha256 = (
+        payload.get("temperature"),
+        payload.get("max_tokens"),
+        payload.get("messages_sha256"),
+    )
     if event.event == COMPLETED_EVENT:
         call.attempts = payload.get("attempts")
         for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
@@ -159,7 +172,12 @@ def _split(phase: str, task_name: str) -> tuple[str, str | None]:
 def _call_from_event(event: Event) -> CallTrace:
     """A call whose task run is not (yet) recorded: what its event says."""
     state = "COMPLETED" if event.event == COMPLETED_EVENT else "FAILED"
-    call = CallTrace(agent=event.resource.get("taskmark.agent") or "?", state=state, end=event.occurred, task_run_id=_task_run_id(event))
+    call = CallTrace(
+        agent=event.resource.get("taskmark.agent") or "?",
+        state=state,
+        end=event.occurred,
+        task_run_id=_task_run_id(event),
+    )
     _apply_event(call, event)
     return call
 
@@ -179,10 +197,18 @@ def _stage_of_calls(name: str, calls: list[CallTrace], now: datetime) -> StageTr
     state = next((s for s in _WORST_FIRST if any(c.state == s for c in calls)), "COMPLETED")
     start = min((c.start for c in calls if c.start), default=None)
     end = max((c.end for c in calls if c.end), default=None) if state in _FINAL else None
-    return StageTrace(name=name, state=state, start=start, end=end, duration_s=_seconds(start, end or (now if start else None)))
+    return StageTrace(
+        name=name, state=state, start=start, end=end, duration_s=_seconds(start, end or (now if start else None))
+    )
 
 
-def _phase_trace(sub: FlowRun, ended: State[Any] | None, by_flow_run: Mapping[str, list[TaskRun]], events: Mapping[str, Event], now: datetime) -> PhaseTrace:
+def _phase_trace(
+    sub: FlowRun,
+    ended: State[Any] | None,
+    by_flow_run: Mapping[str, list[TaskRun]],
+    events: Mapping[str, Event],
+    now: datetime,
+) -> PhaseTrace:
     name = sub.name.removeprefix(PHASE_PREFIX)
     stages: dict[str, StageTrace] = {}
     calls: dict[str, list[CallTrace]] = {}
@@ -193,7 +219,9 @@ def _phase_trace(sub: FlowRun, ended: State[Any] | None, by_flow_run: Mapping[st
             stages[stage] = StageTrace(name=stage, task_run_id=str(task_run.id), run_count=task_run.run_count, **node)
             continue
         context = next((t.removeprefix(SNAPSHOT_TAG) for t in task_run.tags if t.startswith(SNAPSHOT_TAG)), None)
-        call = CallTrace(agent=agent, task_run_id=str(task_run.id), cached=task_run.state_name == "Cached", context=context, **node)
+        call = CallTrace(
+            agent=agent, task_run_id=str(task_run.id), cached=task_run.state_name == "Cached", context=context, **node
+        )
         event = events.get(str(task_run.id))
         if event is not None:
             _apply_event(call, event)
@@ -226,11 +254,21 @@ def _is_complete(records: RunRecords, trace: RunTrace, events: Mapping[str, Even
         return False
     # A completed phase ran its last stage, integration, as a task; the server stores task runs
     # in the order they were sent, so with it recorded, the phase's earlier stages are too.
-    if any(p.state == "COMPLETED" and not any(s.name == "integration" and s.task_run_id for s in p.stages) for p in trace.phases):
+    if any(
+        p.state == "COMPLETED" and not any(s.name == "integration" and s.task_run_id for s in p.stages)
+        for p in trace.phases
+    ):
         return False
     phases = [*trace.phases, *(p for a in trace.earlier_attempts for p in a.phases)]
     calls = [c for p in phases for s in p.stages for c in s.calls]
-    if any(c.task_run_id is not None and c.recorded_state is None and c.state in ("COMPLETED", "FAILED") and not c.cached and c.task_run_id not in events for c in calls):
+    if any(
+        c.task_run_id is not None
+        and c.recorded_state is None
+        and c.state in ("COMPLETED", "FAILED")
+        and not c.cached
+        and c.task_run_id not in events
+        for c in calls
+    ):
         return False
     if records.usage_total is not None:
         latest = TraceTotals()
@@ -282,8 +320,11 @@ def build_trace(records: RunRecords, now: datetime) -> RunTrace:
     )
     for attempt in attempts[:-1]:
         ended = attempt.ended
-        node = AttemptTrace(number=attempt.number, phases=phases[attempt.number],
-                            **_node(ended, attempt.start, ended.timestamp if ended else None, None, now))
+        node = AttemptTrace(
+            number=attempt.number,
+            phases=phases[attempt.number],
+            **_node(ended, attempt.start, ended.timestamp if ended else None, None, now),
+        )
         for phase in node.phases:
             node.totals.merge(phase.totals)
         trace.earlier_attempts.append(node)

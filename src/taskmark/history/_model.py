@@ -8,9 +8,8 @@ the run's final state, and ``recorded_state`` keeps what Prefect had.
 
 from __future__ import annotations
 
-from typing import Any
-
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -24,7 +23,9 @@ class TraceTotals(BaseModel):
     failed_calls: int = Field(default=0, description="Calls that ended in an error.")
     cached_calls: int = Field(default=0, description="Calls answered from the response cache (no request).")
     attempts: int = Field(default=0, description="HTTP requests made: first tries, retries, fallbacks and repairs.")
-    retries: int = Field(default=0, description="Requests beyond each call's first: attempts minus calls that made a request.")
+    retries: int = Field(
+        default=0, description="Requests beyond each call's first: attempts minus calls that made a request."
+    )
     prompt_tokens: int = Field(default=0, description="Tokens sent.")
     completion_tokens: int = Field(default=0, description="Tokens generated.")
     total_tokens: int = Field(default=0, description="Prompt plus completion tokens.")
@@ -59,10 +60,18 @@ class TraceTotals(BaseModel):
 class _Node(BaseModel):
     """What every node of a trace has: a state and when it ran."""
 
-    state: str = Field(description="Prefect state type (COMPLETED, FAILED, CRASHED, CANCELLED, RUNNING, ...), effective.")
-    state_name: str | None = Field(default=None, description="Prefect state name (Completed, TimedOut, NotRun, Cached, ...).")
-    recorded_state: str | None = Field(default=None, description="The state Prefect recorded, when it differs from ``state``.")
-    message: str | None = Field(default=None, description="The state's message: why it failed, was cancelled or crashed.")
+    state: str = Field(
+        description="Prefect state type (COMPLETED, FAILED, CRASHED, CANCELLED, RUNNING, ...), effective."
+    )
+    state_name: str | None = Field(
+        default=None, description="Prefect state name (Completed, TimedOut, NotRun, Cached, ...)."
+    )
+    recorded_state: str | None = Field(
+        default=None, description="The state Prefect recorded, when it differs from ``state``."
+    )
+    message: str | None = Field(
+        default=None, description="The state's message: why it failed, was cancelled or crashed."
+    )
     start: datetime | None = Field(default=None, description="When it started running.")
     end: datetime | None = Field(default=None, description="When it reached its final state.")
     duration_s: float | None = Field(default=None, description="Seconds between start and end (or now, while running).")
@@ -75,7 +84,9 @@ class CallTrace(_Node):
     task_run_id: str | None = Field(default=None, description="The Prefect task run, when it was recorded.")
     cached: bool = Field(default=False, description="Answered from the response cache, without a request.")
     model: str | None = Field(default=None, description="The model that answered, or was asked.")
-    attempts: int | None = Field(default=None, description="HTTP requests the call made; None when its event does not say.")
+    attempts: int | None = Field(
+        default=None, description="HTTP requests the call made; None when its event does not say."
+    )
     retries: int | None = Field(default=None, description="Attempts beyond the first.")
     prompt_tokens: int = Field(default=0, description="Tokens sent.")
     completion_tokens: int = Field(default=0, description="Tokens generated.")
@@ -84,11 +95,19 @@ class CallTrace(_Node):
     latency_s: float | None = Field(default=None, description="Wall time of the request, retries included.")
     status_code: int | None = Field(default=None, description="The HTTP status of a failed call.")
     error: str | None = Field(default=None, description="Why the call failed (secrets redacted).")
-    temperature: float | None = Field(default=None, description="The sampling temperature sent; None for the model's default.")
+    temperature: float | None = Field(
+        default=None, description="The sampling temperature sent; None for the model's default."
+    )
     max_tokens: int | None = Field(default=None, description="The output limit sent; None for the model's default.")
-    messages_sha256: str | None = Field(default=None, description="SHA-256 of the messages exactly as sent (system, context and prompt).")
-    context: str | None = Field(default=None, description="The hash of the context bundle the call used, when it used one.")
-    bundle: dict[str, Any] | None = Field(default=None, description="That bundle's snapshot, when asked for (`trace --context`).")
+    messages_sha256: str | None = Field(
+        default=None, description="SHA-256 of the messages exactly as sent (system, context and prompt)."
+    )
+    context: str | None = Field(
+        default=None, description="The hash of the context bundle the call used, when it used one."
+    )
+    bundle: dict[str, Any] | None = Field(
+        default=None, description="That bundle's snapshot, when asked for (`trace --context`)."
+    )
 
 
 class StageTrace(_Node):
@@ -106,7 +125,9 @@ class PhaseTrace(_Node):
 
     name: str = Field(description="The phase's name.")
     flow_run_id: str = Field(description="The subflow run.")
-    stages: list[StageTrace] = Field(default_factory=list, description="Its stages that ran, by start time (skipped ones leave no record).")
+    stages: list[StageTrace] = Field(
+        default_factory=list, description="Its stages that ran, by start time (skipped ones leave no record)."
+    )
     totals: TraceTotals = Field(default_factory=TraceTotals, description="Sums over its calls.")
 
 
@@ -125,9 +146,15 @@ class RunTrace(_Node):
     name: str = Field(description="The flow run's name.")
     definition: str = Field(description="The definition (the flow's name).")
     attempt: int = Field(default=1, description="The number of the latest attempt (more than 1: the run was retried).")
-    phases: list[PhaseTrace] = Field(default_factory=list, description="The latest attempt's phases, by start time; phases that never ran last.")
-    earlier_attempts: list[AttemptTrace] = Field(default_factory=list, description="Attempts before the latest, oldest first.")
-    totals: TraceTotals = Field(default_factory=TraceTotals, description="Sums over every call of every attempt: the requests the run made.")
+    phases: list[PhaseTrace] = Field(
+        default_factory=list, description="The latest attempt's phases, by start time; phases that never ran last."
+    )
+    earlier_attempts: list[AttemptTrace] = Field(
+        default_factory=list, description="Attempts before the latest, oldest first."
+    )
+    totals: TraceTotals = Field(
+        default_factory=TraceTotals, description="Sums over every call of every attempt: the requests the run made."
+    )
     artifacts: list[str] = Field(default_factory=list, description="Keys of the artifacts the run wrote.")
     complete: bool = Field(
         description="Whether every record of the run had reached the API; False while it runs, or "
@@ -147,5 +174,9 @@ class RunSummary(BaseModel):
     duration_s: float | None = Field(default=None, description="Seconds from start to end (or now, while running).")
     calls: int | None = Field(default=None, description="LLM calls answered; None when unknown.")
     failed_calls: int | None = Field(default=None, description="LLM calls that failed; None when unknown.")
-    cost_usd: float | None = Field(default=None, description="Cost in US dollars of the priced calls; None when unknown.")
-    usage_from: str | None = Field(default=None, description="Where calls and cost come from: `artifact` (the run's usage table) or `events`.")
+    cost_usd: float | None = Field(
+        default=None, description="Cost in US dollars of the priced calls; None when unknown."
+    )
+    usage_from: str | None = Field(
+        default=None, description="Where calls and cost come from: `artifact` (the run's usage table) or `events`."
+    )

@@ -137,7 +137,9 @@ async def read_llm_events(client: PrefectClient, flow_run_ids: Sequence[uuid.UUI
 
 async def read_artifacts(client: PrefectClient, run_ids: Sequence[uuid.UUID]) -> list[Artifact]:
     """The artifacts the runs ``run_ids`` wrote."""
-    return await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=list(run_ids))))
+    return await client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=list(run_ids)))
+    )
 
 
 def usage_totals(artifacts: Sequence[Artifact], definition: str) -> list[dict[str, Any]]:
@@ -159,7 +161,10 @@ async def _records(client: PrefectClient, run: FlowRun, definition: str) -> RunR
     ids = [run.id, *(s.id for s in subflows)]
     since = (run.start_time or run.created or datetime.now(timezone.utc)) - timedelta(minutes=1)
     task_runs, events, artifacts, states = await asyncio.gather(
-        _task_runs(client, ids), read_llm_events(client, ids, since), read_artifacts(client, [run.id]), client.read_flow_run_states(run.id)
+        _task_runs(client, ids),
+        read_llm_events(client, ids, since),
+        read_artifacts(client, [run.id]),
+        client.read_flow_run_states(run.id),
     )
     totals = usage_totals(artifacts, definition)
     return RunRecords(

@@ -21,8 +21,8 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 from taskmark.blocks import COMPLETED_EVENT, FAILED_EVENT
 from taskmark.flows._run import RUN_TAG
-from taskmark.history._read import flow_names, read_artifacts, read_llm_events, read_subflows, usage_totals
 from taskmark.history._model import RunSummary
+from taskmark.history._read import flow_names, read_artifacts, read_llm_events, read_subflows, usage_totals
 
 __all__ = ["STATES", "read_runs"]
 
@@ -81,7 +81,9 @@ async def read_runs(
     if client is None:
         async with get_client() as own:
             return await read_runs(definition=definition, states=states, limit=limit, client=own)
-    run_filter = FlowRunFilter(parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True), tags=FlowRunFilterTags(all_=[RUN_TAG]))
+    run_filter = FlowRunFilter(
+        parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True), tags=FlowRunFilterTags(all_=[RUN_TAG])
+    )
     if states:
         run_filter.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s.upper()) for s in states]))
     runs = await client.read_flow_runs(
@@ -112,5 +114,7 @@ async def read_runs(
             summary.failed_calls = sum(int(t.get("failed calls") or 0) for t in totals)
             summary.cost_usd = sum(float(t.get("cost (USD)") or 0.0) for t in totals)
             summary.usage_from = "artifact"
-    await asyncio.gather(*(_usage_from_events(client, r, out[str(r.id)]) for r in runs if out[str(r.id)].usage_from is None))
+    await asyncio.gather(
+        *(_usage_from_events(client, r, out[str(r.id)]) for r in runs if out[str(r.id)].usage_from is None)
+    )
     return list(out.values())

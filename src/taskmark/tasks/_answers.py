@@ -102,7 +102,9 @@ def check_quality(value: Any, phase: Phase, names: dict[str, Any]) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - any error in a user's expression is a failed check
             passed, reason = False, f"raised {type(exc).__name__}: {exc}"
         if not passed:
-            problems.append(f"validation `{step.expression}` {reason} for output {_short(value)} in phase '{phase.name}'")
+            problems.append(
+                f"validation `{step.expression}` {reason} for output {_short(value)} in phase '{phase.name}'"
+            )
     return problems
 
 

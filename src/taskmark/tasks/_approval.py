@@ -17,7 +17,15 @@ from pydantic import Field, create_model
 
 from taskmark.definition import Approval
 
-__all__ = ["HOLD_TIMEOUT_S", "REVIEW_TIMEOUT_S", "approval_form", "review_form", "wait_for_approval", "wait_for_review", "wait_until_resumed"]
+__all__ = [
+    "HOLD_TIMEOUT_S",
+    "REVIEW_TIMEOUT_S",
+    "approval_form",
+    "review_form",
+    "wait_for_approval",
+    "wait_for_review",
+    "wait_until_resumed",
+]
 
 POLL_S = 2
 """Seconds between checks for an answer while paused (Prefect's default is 10)."""

@@ -58,10 +58,14 @@ class Sources:
         return [c.id for c in (*self.fixed, *self.pool)]
 
 
-async def gather_sources(definition: Definition, phase: Phase, upstream: dict[str, Any], done: dict[str, Any]) -> Sources:
+async def gather_sources(
+    definition: Definition, phase: Phase, upstream: dict[str, Any], done: dict[str, Any]
+) -> Sources:
     """The candidates of ``phase``.
 
     Args:
+        definition: The definition the phase belongs to.
+        phase: The phase whose calls get these candidates.
         upstream: Outputs of the phases it depends on, directly or through others.
         done: Outputs of this run's phases that completed (for `refers:` to phases of this definition).
     """
@@ -71,17 +75,32 @@ async def gather_sources(definition: Definition, phase: Phase, upstream: dict[st
     index_phase = found.name if found is not None else None
     index_path = definition.index_path()
     if index_path is not None:
-        sources.fixed.append(Candidate(id="index", kind="index", source=_shown(index_path, base), text=await _read(index_path)))
+        sources.fixed.append(
+            Candidate(id="index", kind="index", source=_shown(index_path, base), text=await _read(index_path))
+        )
     elif index_phase is not None and index_phase in upstream:
-        sources.fixed.append(Candidate(id="index", kind="index", source=f"phase {index_phase}", text=_text(upstream[index_phase])))
+        sources.fixed.append(
+            Candidate(id="index", kind="index", source=f"phase {index_phase}", text=_text(upstream[index_phase]))
+        )
     for name in sorted(upstream):
         if name == index_phase:
             continue
         kind: Kind = "requires" if name in phase.depends_on else "phase"
-        sources.fixed.append(Candidate(id=f"phase:{name}", kind=kind, source=f"phase {name}", text=_text(upstream[name])))
+        sources.fixed.append(
+            Candidate(id=f"phase:{name}", kind=kind, source=f"phase {name}", text=_text(upstream[name]))
+        )
     for name in phase.depends_on:
         if name not in upstream and name != index_phase:
-            sources.absent.append(LeftOut(id=f"phase:{name}", kind="requires", source=f"phase {name}", tier=1, tokens=0, reason=f"phase {name} has no output yet"))
+            sources.absent.append(
+                LeftOut(
+                    id=f"phase:{name}",
+                    kind="requires",
+                    source=f"phase {name}",
+                    tier=1,
+                    tokens=0,
+                    reason=f"phase {name} has no output yet",
+                )
+            )
     for path in definition.documents(phase):
         if index_path is not None and path.resolve() == index_path.resolve():
             continue  # the index is already first, whole
@@ -91,19 +110,41 @@ async def gather_sources(definition: Definition, phase: Phase, upstream: dict[st
     return sources
 
 
-async def _referred(definition: Definition, phase: Phase, done: dict[str, Any], absent: list[LeftOut]) -> list[Candidate]:
-    targets = [(t.partition("/")[0], t.partition("/")[2]) if "/" in t else (definition.name, t) for t in phase.options.refers]
+async def _referred(
+    definition: Definition, phase: Phase, done: dict[str, Any], absent: list[LeftOut]
+) -> list[Candidate]:
+    targets = [
+        (t.partition("/")[0], t.partition("/")[2]) if "/" in t else (definition.name, t) for t in phase.options.refers
+    ]
     wanted = {d for d, p in targets if not (d == definition.name and p in done)}
     runs = await latest_runs(wanted)
     found = []
-    for target, (name, ref) in zip(phase.options.refers, targets):
+    for target, (name, ref) in zip(phase.options.refers, targets, strict=False):
         if name == definition.name and ref in done:
-            found.append(Candidate(id=f"refers:{target}", kind="refers", source=f"{target} (this run)", text=_text(done[ref])))
+            found.append(
+                Candidate(id=f"refers:{target}", kind="refers", source=f"{target} (this run)", text=_text(done[ref]))
+            )
         elif name in runs and ref in runs[name].outputs:
             run = runs[name]
-            found.append(Candidate(id=f"refers:{target}", kind="refers", source=f"{target} (run {str(run.flow_run_id)[:8]})", text=_text(run.outputs[ref])))
+            found.append(
+                Candidate(
+                    id=f"refers:{target}",
+                    kind="refers",
+                    source=f"{target} (run {str(run.flow_run_id)[:8]})",
+                    text=_text(run.outputs[ref]),
+                )
+            )
         else:
-            absent.append(LeftOut(id=f"refers:{target}", kind="refers", source=target, tier=3, tokens=0, reason=f"no completed run of {name} has outputs of {ref} yet"))
+            absent.append(
+                LeftOut(
+                    id=f"refers:{target}",
+                    kind="refers",
+                    source=target,
+                    tier=3,
+                    tokens=0,
+                    reason=f"no completed run of {name} has outputs of {ref} yet",
+                )
+            )
     return found
 
 
@@ -154,7 +195,7 @@ async def bundle_for(
         pool = [*ranked, *(c for c in sources.pool if c.id in choice.pin and c.id not in kept)]
     candidates = [*sources.fixed, *pool]
     texts = list(dict.fromkeys([prompt, system, *(c.text for c in candidates)]))
-    counts = dict(zip(texts, await provider.count_tokens(texts)))
+    counts = dict(zip(texts, await provider.count_tokens(texts), strict=False))
     budget = options.budget_tokens
     if budget is None:
         window = await provider.context_window() or DEFAULT_WINDOW

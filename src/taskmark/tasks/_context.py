@@ -51,10 +51,20 @@ class PhaseRecord(BaseModel):
     duration_s: float = Field(default=0.0, description="Wall time of the phase.")
     executed_branches: list[str] | None = Field(default=None, description="The branches a route step picked.")
 
-    def record(self, stage: str, status: StageStatus, result: StageResult | None = None, *, duration_s: float = 0.0, error: str | None = None) -> None:
+    def record(
+        self,
+        stage: str,
+        status: StageStatus,
+        result: StageResult | None = None,
+        *,
+        duration_s: float = 0.0,
+        error: str | None = None,
+    ) -> None:
         """Store a stage's outcome: its data under its own name, its flags merged."""
         result = result or StageResult()
-        self.stages[stage] = StageRecord(status=status, duration_s=duration_s, data=result.data, logs=result.logs, error=error)
+        self.stages[stage] = StageRecord(
+            status=status, duration_s=duration_s, data=result.data, logs=result.logs, error=error
+        )
         self.flags.update(result.flags)
 
 

@@ -33,10 +33,10 @@ from taskmark.errors import ProviderError, TaskmarkError
 from taskmark.tasks._answers import Answer, aggregate, check_quality, check_structure, output_schema, parse_text
 from taskmark.tasks._approval import wait_for_approval, wait_for_review, wait_until_resumed
 from taskmark.tasks._assembly import Sources, bundle_for, gather_sources, uses_context
-from taskmark.tasks._snapshots import store_snapshot
 from taskmark.tasks._context import PhaseRecord, StageResult
 from taskmark.tasks._handlers import call_handler
 from taskmark.tasks._runtime import Runtime
+from taskmark.tasks._snapshots import store_snapshot
 from taskmark.tasks._strategies import run_custom_step
 
 __all__ = ["PhaseFailed", "StepPreview", "preview_context", "run_lifecycle"]
@@ -53,7 +53,9 @@ class PhaseFailed(TaskmarkError):
 class _Lifecycle:
     """One run of one phase."""
 
-    def __init__(self, definition: Definition, phase: Phase, inputs: dict[str, Any], upstream: dict[str, Any], runtime: Runtime) -> None:
+    def __init__(
+        self, definition: Definition, phase: Phase, inputs: dict[str, Any], upstream: dict[str, Any], runtime: Runtime
+    ) -> None:
         self.definition, self.phase, self.runtime = definition, phase, runtime
         self.inputs, self.upstream = inputs, upstream
         self.record = PhaseRecord(name=phase.name, state="RUNNING", started_at=time.time())
@@ -86,7 +88,11 @@ class _Lifecycle:
             result = await work() if work is not None else StageResult()
             if handler is not None:
                 extra = await call_handler(handler, self.view(stage=name, data=result.data))
-                result = StageResult(data=extra.data if extra.data is not None else result.data, flags={**result.flags, **extra.flags}, logs=result.logs + extra.logs)
+                result = StageResult(
+                    data=extra.data if extra.data is not None else result.data,
+                    flags={**result.flags, **extra.flags},
+                    logs=result.logs + extra.logs,
+                )
             return result
 
         try:
@@ -103,12 +109,25 @@ class _Lifecycle:
 
     def view(self, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
         """What handlers see of the run."""
-        return {"phase": self.phase.name, "inputs": self.inputs, "phases": self.upstream, "flags": dict(self.record.flags), **extra}
+        return {
+            "phase": self.phase.name,
+            "inputs": self.inputs,
+            "phases": self.upstream,
+            "flags": dict(self.record.flags),
+            **extra,
+        }
 
     def names(self, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
         """What templates and expressions see."""
         steps = {a.key: a.value for a in self.answers if a.usable}
-        return {**self.inputs, "inputs": self.inputs, "phases": self.upstream, "steps": steps, "approval": self.approval, **extra}
+        return {
+            **self.inputs,
+            "inputs": self.inputs,
+            "phases": self.upstream,
+            "steps": steps,
+            "approval": self.approval,
+            **extra,
+        }
 
     def render(self, template: str, **extra: Any) -> str:  # noqa: ANN401
         return render_template(template, self.names(**extra))
@@ -135,12 +154,20 @@ class _Lifecycle:
 
         async def summarise(text: str, tokens: int) -> str:
             ask = f"Summarise the text below in at most {tokens} tokens. Keep names, numbers and conclusions; add nothing.\n\n{text}"
-            summary = await self.runtime.call(self.phase, "summarize", agent, ask, (LLMSettings(max_tokens=tokens), *layers), None)
+            summary = await self.runtime.call(
+                self.phase, "summarize", agent, ask, (LLMSettings(max_tokens=tokens), *layers), None
+            )
             return str(summary.text)
 
         return await bundle_for(
-            self.sources, prompt, options=self.context_options(agent), provider=provider, system=agent.system_prompt,
-            max_output=settings.max_tokens, choice=self.choice, summarise=summarise,
+            self.sources,
+            prompt,
+            options=self.context_options(agent),
+            provider=provider,
+            system=agent.system_prompt,
+            max_output=settings.max_tokens,
+            choice=self.choice,
+            summarise=summarise,
         )
 
     # -- the lifecycle ---------------------------------------------------------------------
@@ -160,7 +187,11 @@ class _Lifecycle:
         has_checks = bool(self.phase.outputs) or any(s.kind == "validation" for s in self.phase.steps)
         await self.stage("validateStructure", self.validate_structure if self.phase.outputs and self.answers else None)
         await self.stage("validateQuality", self.validate_quality if has_checks and self.answers else None)
-        needs_loop = self.answers and (self.phase.critique or self.phase.refine) and any(self.wants_loop(a) for a in self.answers)
+        needs_loop = (
+            self.answers
+            and (self.phase.critique or self.phase.refine)
+            and any(self.wants_loop(a) for a in self.answers)
+        )
         await self.stage("critique", self.loop if needs_loop else None)
         await self.stage("refine", self.refinements if needs_loop and self.phase.refine else None)
         await self.stage("finalValidation", self.final_validation if has_checks and self.answers else None)
@@ -170,7 +201,11 @@ class _Lifecycle:
 
     async def approve(self, approval: Approval) -> None:
         """Wait for a person's decision; a rejection fails the phase with their note."""
-        prompt = self.render(approval.prompt) if approval.prompt else f"Start phase '{self.phase.name}' of {self.definition.name}?"
+        prompt = (
+            self.render(approval.prompt)
+            if approval.prompt
+            else f"Start phase '{self.phase.name}' of {self.definition.name}?"
+        )
         started = time.perf_counter()
         try:
             answer = await wait_for_approval(approval, prompt)
@@ -178,7 +213,12 @@ class _Lifecycle:
             self.record.record("approval", "failed", duration_s=time.perf_counter() - started, error=str(exc))
             raise PhaseFailed(self.phase.name, "approval", str(exc) or type(exc).__name__) from exc
         rejected = answer["decision"] != "approve"
-        self.record.record("approval", "failed" if rejected else "completed", StageResult(data=answer), duration_s=time.perf_counter() - started)
+        self.record.record(
+            "approval",
+            "failed" if rejected else "completed",
+            StageResult(data=answer),
+            duration_s=time.perf_counter() - started,
+        )
         if rejected:
             raise PhaseFailed(self.phase.name, "approval", f"rejected: {answer['note'] or 'no reason given'}")
         self.approval = answer
@@ -189,12 +229,16 @@ class _Lifecycle:
 
     @property
     def needs_context(self) -> bool:
-        return uses_context(self.definition, self.phase) or any(self.definition.agents[a.step.agent].context for a in self.answers)
+        return uses_context(self.definition, self.phase) or any(
+            self.definition.agents[a.step.agent].context for a in self.answers
+        )
 
     async def ingest(self) -> StageResult:
         data: dict[str, Any] = {"inputs": sorted(self.inputs), "phases": sorted(self.upstream)}
         if self.needs_context:
-            done = {n: r.outputs for n, r in self.runtime.records.items() if r.state == "COMPLETED" and n != self.phase.name}
+            done = {
+                n: r.outputs for n, r in self.runtime.records.items() if r.state == "COMPLETED" and n != self.phase.name
+            }
             self.sources = await gather_sources(self.definition, self.phase, self.upstream, done)
             data |= {"context": self.sources.ids, "absent": {a.id: a.reason for a in self.sources.absent}}
         return StageResult(data=data)
@@ -205,10 +249,24 @@ class _Lifecycle:
 
         assert self.sources is not None
         started = time.perf_counter()
-        previews = [(a.key, await self.bundle(self.definition.agents[a.step.agent], (a.step.llm, *self.layers), a.prompt or a.step.prompt)) for a in self.answers]
-        await acreate_markdown_artifact(markdown=review_markdown(self.phase.name, previews), description=f"Context for {self.phase.name}: pin or exclude items")
+        previews = [
+            (
+                a.key,
+                await self.bundle(
+                    self.definition.agents[a.step.agent], (a.step.llm, *self.layers), a.prompt or a.step.prompt
+                ),
+            )
+            for a in self.answers
+        ]
+        await acreate_markdown_artifact(
+            markdown=review_markdown(self.phase.name, previews),
+            description=f"Context for {self.phase.name}: pin or exclude items",
+        )
         try:
-            answer = await wait_for_review(self.sources.ids, f"Review the context of phase '{self.phase.name}': pin items every call must get, exclude items none may get.")
+            answer = await wait_for_review(
+                self.sources.ids,
+                f"Review the context of phase '{self.phase.name}': pin items every call must get, exclude items none may get.",
+            )
         except Exception as exc:  # a pause that timed out or could not be made
             self.record.record("review", "failed", duration_s=time.perf_counter() - started, error=str(exc))
             raise PhaseFailed(self.phase.name, "review", str(exc) or type(exc).__name__) from exc
@@ -232,17 +290,32 @@ class _Lifecycle:
             picked = evaluate(route.expression, self.names(branches=branches))
         else:
             assert route.agent is not None and route.prompt is not None
-            schema = {"type": "object", "properties": {"branches": {"type": "array", "items": {"type": "string", "enum": branches}}}, "required": ["branches"]}
+            schema = {
+                "type": "object",
+                "properties": {"branches": {"type": "array", "items": {"type": "string", "enum": branches}}},
+                "required": ["branches"],
+            }
             prompt = self.render(route.prompt, branches=branches)
-            completion = await self.ask("inference", AgentStep(agent=route.agent, prompt=route.prompt, location=route.location), prompt, schema=schema)
+            completion = await self.ask(
+                "inference",
+                AgentStep(agent=route.agent, prompt=route.prompt, location=route.location),
+                prompt,
+                schema=schema,
+            )
             parsed = completion.parsed if isinstance(completion.parsed, dict) else None
             if parsed is None:
-                raise PhaseFailed(self.phase.name, "inference", f"route by {route.agent}: expected JSON {{\"branches\": [...]}}; found {completion.text[:80]!r}")
+                raise PhaseFailed(
+                    self.phase.name,
+                    "inference",
+                    f'route by {route.agent}: expected JSON {{"branches": [...]}}; found {completion.text[:80]!r}',
+                )
             picked = parsed.get("branches", [])
         picked = [picked] if isinstance(picked, str) else list(picked or [])
         unknown = [p for p in picked if p not in branches]
         if unknown:
-            raise PhaseFailed(self.phase.name, "inference", f"route picked unknown branches {unknown}; branches are {branches}")
+            raise PhaseFailed(
+                self.phase.name, "inference", f"route picked unknown branches {unknown}; branches are {branches}"
+            )
         for answer in self.answers:
             answer.routed_out = answer.key not in picked
         self.record.executed_branches = [b for b in branches if b in picked]
@@ -263,6 +336,7 @@ class _Lifecycle:
             answer.text, answer.model = completion.text, completion.model
             # The parsing stage decides the value; until then later steps see the provider's parse.
             answer.value = completion.parsed if isinstance(completion.parsed, dict) else completion.text
+
         if self.phase.parallel:
             await asyncio.gather(*(one(a) for a in self.answers))
         else:
@@ -275,7 +349,11 @@ class _Lifecycle:
             raise PhaseFailed(self.phase.name, "inference", failed[0].failure or "every call failed")
         custom = {s.kind: await run_custom_step(s, self.names()) for s in self.custom_steps}
         return StageResult(
-            data={"answers": {a.key: a.text for a in self.answers}, "models": {a.key: a.model for a in self.answers if a.model}, "custom": custom},
+            data={
+                "answers": {a.key: a.text for a in self.answers},
+                "models": {a.key: a.model for a in self.answers if a.model},
+                "custom": custom,
+            },
             logs=[f"{a.key}: {a.failure}" for a in failed],
         )
 
@@ -283,11 +361,15 @@ class _Lifecycle:
         problems = {}
         for answer in self.answers:
             if answer.usable:
-                answer.value, problem = parse_text(answer.text or "", answer.value if isinstance(answer.value, dict) else None, self.phase.outputs)
+                answer.value, problem = parse_text(
+                    answer.text or "", answer.value if isinstance(answer.value, dict) else None, self.phase.outputs
+                )
                 if problem:
                     answer.errors = [problem]
                     problems[answer.key] = problem
-        return StageResult(data={a.key: a.value for a in self.answers if a.usable}, logs=[f"{k}: {p}" for k, p in problems.items()])
+        return StageResult(
+            data={a.key: a.value for a in self.answers if a.usable}, logs=[f"{k}: {p}" for k, p in problems.items()]
+        )
 
     def check(self, answer: Answer) -> list[str]:
         if answer.value is None:
@@ -358,7 +440,9 @@ class _Lifecycle:
     async def revise(self, answer: Answer, critique: str) -> None:
         assert self.phase.refine is not None
         for step in self.phase.refine.steps:
-            prompt = self.render(step.prompt, output=answer.value, critique=critique, errors="; ".join(answer.errors) or "none")
+            prompt = self.render(
+                step.prompt, output=answer.value, critique=critique, errors="; ".join(answer.errors) or "none"
+            )
             completion = await self.ask("refine", step, prompt, schema=self.schema)
             answer.text = completion.text
             answer.value, problem = parse_text(completion.text, completion.parsed, self.phase.outputs)
@@ -396,7 +480,12 @@ class _Lifecycle:
             assert step.agent is not None
             answers = "\n\n".join(f"### {a.key}\n{a.text}" for a in usable)
             prompt = f"Reconcile these answers into one that the group can stand behind.\n\n{answers}"
-            completion = await self.ask("integration", AgentStep(agent=step.agent, prompt=prompt, location=step.location), prompt, schema=self.schema)
+            completion = await self.ask(
+                "integration",
+                AgentStep(agent=step.agent, prompt=prompt, location=step.location),
+                prompt,
+                schema=self.schema,
+            )
             outputs, problem = parse_text(completion.text, completion.parsed, self.phase.outputs)
             if problem:
                 raise PhaseFailed(self.phase.name, "integration", f"consensus by {step.agent}: {problem}")
@@ -407,7 +496,16 @@ class _Lifecycle:
         elif usable:
             outputs = aggregate("merge", usable) if self.phase.parallel else usable[-1].value
         else:
-            outputs = {s.kind: v for s, v in zip(self.custom_steps, self.record.stages["inference"].data["custom"].values())} if self.custom_steps else None
+            outputs = (
+                {
+                    s.kind: v
+                    for s, v in zip(
+                        self.custom_steps, self.record.stages["inference"].data["custom"].values(), strict=False
+                    )
+                }
+                if self.custom_steps
+                else None
+            )
         self.record.outputs = outputs
         return StageResult(data=outputs)
 
@@ -416,7 +514,12 @@ def review_markdown(phase: str, previews: list[tuple[str, Bundle]]) -> str:
     """Each step's candidate bundle as markdown: what is in, what is out, and why."""
     lines = [f"# Context of {phase}", ""]
     for key, bundle in previews:
-        lines += [f"## {key} — {bundle.used} of {bundle.budget} tokens", "", "| item | kind | tokens | why |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"## {key} — {bundle.used} of {bundle.budget} tokens",
+            "",
+            "| item | kind | tokens | why |",
+            "| --- | --- | --- | --- |",
+        ]
         lines += [f"| `{i.id}` | {i.kind} | {i.tokens} | {i.reason} |" for i in bundle.items]
         lines += [f"| ~~`{o.id}`~~ | {o.kind} | {o.tokens} | {o.reason} |" for o in bundle.left_out]
         lines.append("")
@@ -424,7 +527,13 @@ def review_markdown(phase: str, previews: list[tuple[str, Bundle]]) -> str:
 
 
 async def run_lifecycle(
-    definition: Definition, phase: Phase, inputs: dict[str, Any], upstream: dict[str, Any], runtime: Runtime, *, hold: bool = False
+    definition: Definition,
+    phase: Phase,
+    inputs: dict[str, Any],
+    upstream: dict[str, Any],
+    runtime: Runtime,
+    *,
+    hold: bool = False,
 ) -> PhaseRecord:
     """Run the stages of ``phase`` and return its record (outputs, stages, flags, calls);
     with ``hold``, first pause until resumed (`taskmark pause`).
@@ -448,7 +557,9 @@ class StepPreview:
     """Why the prompt could not be rendered (the template is ranked as written instead)."""
 
 
-async def preview_context(definition: Definition, phase: Phase, inputs: dict[str, Any], runtime: Runtime, choice: Choice) -> tuple[str | None, list[StepPreview]]:
+async def preview_context(
+    definition: Definition, phase: Phase, inputs: dict[str, Any], runtime: Runtime, choice: Choice
+) -> tuple[str | None, list[StepPreview]]:
     """Each agent step's bundle, without calling a model: inputs not given take their defaults,
     and the phases before ``phase`` are taken from the definition's most recent completed run.
     Returns that run's id (None when there is none) and the previews."""
@@ -471,5 +582,7 @@ async def preview_context(definition: Definition, phase: Phase, inputs: dict[str
             prompt, problem = answer.step.prompt, str(exc)
         agent = definition.agents[answer.step.agent]
         bundle = await lifecycle.bundle(agent, (answer.step.llm, *lifecycle.layers), prompt)
-        previews.append(StepPreview(answer.key, render(bundle, prompt, lifecycle.context_options(agent).template), bundle, problem))
+        previews.append(
+            StepPreview(answer.key, render(bundle, prompt, lifecycle.context_options(agent).template), bundle, problem)
+        )
     return (previous.flow_run_id if previous else None), previews

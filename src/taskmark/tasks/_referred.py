@@ -54,15 +54,24 @@ async def json_artifacts(keys: set[str], *, latest: bool) -> dict[str, tuple[Any
     """The value of the ```json block of the artifact with each key, and the flow run that made
     it; with ``latest``, of the key's latest version. Keys with no such artifact are left out."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey, ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactCollectionFilter,
+        ArtifactCollectionFilterKey,
+        ArtifactFilter,
+        ArtifactFilterKey,
+    )
 
     if not keys:
         return {}
     async with get_client() as client:
         if latest:
-            artifacts: Sequence[Any] = await client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=sorted(keys))))
+            artifacts: Sequence[Any] = await client.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=sorted(keys)))
+            )
         else:
-            artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=sorted(keys))))
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=sorted(keys)))
+            )
     found: dict[str, tuple[Any, str | None]] = {}
     for artifact in artifacts:
         data = _json_block(artifact.data)

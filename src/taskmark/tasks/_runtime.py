@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from contextlib import nullcontext
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -81,8 +81,15 @@ class Runtime:
             hook(payload)
         kind, _, what = moment.partition(":")
         past = {"start": "started", "complete": "completed", "failed": "failed"}.get(what, what)
-        resource = {"prefect.resource.id": f"taskmark.{kind}.{self.definition.name}" + (f".{payload['phase']}" if "phase" in payload else "")}
-        emit_event(event=f"taskmark.{kind}.{past}", resource=resource, payload={k: v for k, v in payload.items() if v is not None})
+        resource = {
+            "prefect.resource.id": f"taskmark.{kind}.{self.definition.name}"
+            + (f".{payload['phase']}" if "phase" in payload else "")
+        }
+        emit_event(
+            event=f"taskmark.{kind}.{past}",
+            resource=resource,
+            payload={k: v for k, v in payload.items() if v is not None},
+        )
 
     async def run_stage(self, phase: str, stage: str, work: Callable[[], Awaitable[T]], *, runs_user_code: bool) -> T:
         """Run a stage's ``work`` as the task run `PHASE/stage`.
@@ -113,7 +120,9 @@ class Runtime:
         return _task(
             ("infer", phase.name, stage, agent, ttl, self.no_cache),
             lambda: _infer.with_options(
-                name=f"{phase.name}/{stage}", task_run_name=f"{phase.name}/{stage}: {agent}", **llm_cache_options(ttl, refresh=self.no_cache)
+                name=f"{phase.name}/{stage}",
+                task_run_name=f"{phase.name}/{stage}: {agent}",
+                **llm_cache_options(ttl, refresh=self.no_cache),
             ),
         )
 
@@ -139,7 +148,15 @@ class Runtime:
         return await self.provider(settings.provider, settings.model), settings
 
     async def call(
-        self, phase: Phase, stage: str, agent: Agent, prompt: str, layers: tuple[LLMSettings, ...], schema: dict[str, Any] | None, *, tags: tuple[str, ...] = ()
+        self,
+        phase: Phase,
+        stage: str,
+        agent: Agent,
+        prompt: str,
+        layers: tuple[LLMSettings, ...],
+        schema: dict[str, Any] | None,
+        *,
+        tags: tuple[str, ...] = (),
     ) -> Completion:
         """Ask ``agent`` (settings merged as :meth:`settings` says); ``tags`` go on the call's task run."""
         scope = self._scope(phase, stage, agent.id)  # before any await: parallel calls number in step order
@@ -154,7 +171,9 @@ class Runtime:
         labels = CallLabels(definition=self.definition.name, phase=phase.name, stage=stage, agent=agent.id)
         infer = self._infer_task(phase, stage, agent.id)
         with _tags(*tags) if tags else nullcontext():
-            state: State[Any] = await infer(provider, agent_messages(agent, prompt), schema, overrides, labels, scope, return_state=True)
+            state: State[Any] = await infer(
+                provider, agent_messages(agent, prompt), schema, overrides, labels, scope, return_state=True
+            )
         if state.is_failed():
             self.ledger.add_failure(labels)
         completion: Completion = await state.result()  # raises the call's error
@@ -211,7 +230,9 @@ def _record_task_run(name: str, started: datetime, final: State[Any]) -> None:
     )
     event = emit_task_run_state_change_event(task_run=run, initial_state=None, validated_state=pending)
     run.state, run.run_count, run.start_time = running, 1, running.timestamp  # type: ignore[assignment]
-    event = emit_task_run_state_change_event(task_run=run, initial_state=pending, validated_state=running, follows=event)
+    event = emit_task_run_state_change_event(
+        task_run=run, initial_state=pending, validated_state=running, follows=event
+    )
     run.state, run.end_time = final, final.timestamp  # type: ignore[assignment]
     run.total_run_time = final.timestamp - running.timestamp
     emit_task_run_state_change_event(task_run=run, initial_state=running, validated_state=final, follows=event)

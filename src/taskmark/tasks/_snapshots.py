@@ -24,7 +24,19 @@ def _markdown(bundle: Bundle) -> str:
     for n, item in enumerate(bundle.items, 1):
         rows.append(f"| {n} | `{item.id}` | {item.kind} | {item.tokens} | {item.reason.replace('|', '/')} |")
     body = json.dumps(bundle.to_json(), indent=1, ensure_ascii=False)
-    return "\n".join([f"# Context bundle {bundle.hash[:12]}", "", f"{bundle.used} of {bundle.budget} tokens.", "", *rows, "", "```json", body, "```"])
+    return "\n".join(
+        [
+            f"# Context bundle {bundle.hash[:12]}",
+            "",
+            f"{bundle.used} of {bundle.budget} tokens.",
+            "",
+            *rows,
+            "",
+            "```json",
+            body,
+            "```",
+        ]
+    )
 
 
 async def store_snapshot(bundle: Bundle) -> str:
@@ -40,7 +52,9 @@ async def store_snapshot(bundle: Bundle) -> str:
             return snapshot_tag(bundle.hash)
         found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1)
     if not found:
-        await acreate_markdown_artifact(key=key, markdown=_markdown(bundle), description=f"Context bundle of {len(bundle.items)} items")
+        await acreate_markdown_artifact(
+            key=key, markdown=_markdown(bundle), description=f"Context bundle of {len(bundle.items)} items"
+        )
     _STORED.add(place)
     return snapshot_tag(bundle.hash)
 

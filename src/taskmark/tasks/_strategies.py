@@ -39,7 +39,7 @@ def step_strategy(kind: str) -> Callable[[F], F]:
     return register
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _from_entry_point(kind: str) -> Callable[..., Any] | None:
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=kind):
         loaded: Callable[..., Any] = entry.load()

@@ -12,8 +12,17 @@ Seed checking (:func:`check_seed`, :func:`read_seed`) imports neither Prefect no
 from __future__ import annotations
 
 from taskmark.watch._folder import Claim, FolderBusyError, WatchFolder
-from taskmark.watch._seed import SEED_KEYS, SEED_SUFFIX, Seed, SeedCheck, check_seed, deployment_name, read_seed, seed_key
-from taskmark.watch._watch import DEFAULT_MAX_CONCURRENT, WatchEvent, Watcher, watch
+from taskmark.watch._seed import (
+    SEED_KEYS,
+    SEED_SUFFIX,
+    Seed,
+    SeedCheck,
+    check_seed,
+    deployment_name,
+    read_seed,
+    seed_key,
+)
+from taskmark.watch._watch import DEFAULT_MAX_CONCURRENT, Watcher, WatchEvent, watch
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT",

@@ -279,7 +279,11 @@ class WatchFolder:
     def unlogged(self) -> list[Path]:
         """Finished runs in ``complete/`` with no line in ``runs.jsonl`` (the watcher stopped in between)."""
         logged = self.logged_ids()
-        return [p for p in sorted(self.complete.iterdir()) if p.is_dir() and p.name not in logged and (p / SUMMARY_FILE).is_file()]
+        return [
+            p
+            for p in sorted(self.complete.iterdir())
+            if p.is_dir() and p.name not in logged and (p / SUMMARY_FILE).is_file()
+        ]
 
 
 def _write(path: Path, text: str) -> None:

@@ -56,7 +56,12 @@ class Outcome:
 
 def error_outcome(exc: BaseException, started: float, flow_run_id: str | None = None) -> Outcome:
     """The outcome of a run the watcher could not carry out (no server, a bad deployment...)."""
-    return Outcome(state="ERROR", message=f"{type(exc).__name__}: {exc}", duration_s=time.perf_counter() - started, flow_run_id=flow_run_id)
+    return Outcome(
+        state="ERROR",
+        message=f"{type(exc).__name__}: {exc}",
+        duration_s=time.perf_counter() - started,
+        flow_run_id=flow_run_id,
+    )
 
 
 async def run_locally(seed: Seed | None, *, flow_run_id: str | None, created: Callable[[str], None]) -> Outcome:
@@ -140,7 +145,9 @@ async def _artifacts(flow_run_id: UUID) -> dict[str, str]:
 
     files: dict[str, str] = {}
     async with get_client() as client:
-        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     for artifact in artifacts:
         if artifact.type == "markdown" and isinstance(artifact.data, str):
             files["summary.md"] = artifact.data

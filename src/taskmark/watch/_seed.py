@@ -132,8 +132,15 @@ def seed_key(definition: Definition, definition_text: str, params: dict[str, Any
     """
     if run_id is not None:
         return f"id:{run_id}"
-    agents = {name: agent.model_dump(mode="json", exclude={"location"}) for name, agent in sorted(definition.agents.items())}
-    document = json.dumps({"definition": definition_text, "agents": agents, "params": params}, sort_keys=True, separators=(",", ":"), default=str)
+    agents = {
+        name: agent.model_dump(mode="json", exclude={"location"}) for name, agent in sorted(definition.agents.items())
+    }
+    document = json.dumps(
+        {"definition": definition_text, "agents": agents, "params": params},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
     return "sha256:" + hashlib.sha256(document.encode()).hexdigest()
 
 
@@ -143,7 +150,14 @@ def deployment_name(deployment: str, definition: Definition) -> str:
 
 
 def _json_type(value: object) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
     return names.get(type(value), "null")
 
 
@@ -160,11 +174,17 @@ class _Checker:
 
     def check(self, value: object) -> SeedCheck:
         if not isinstance(value, dict):
-            self.error(Position(1, 1), 'expected a JSON object such as {"definition": "flow.md", "params": {}}; found ' + _json_type(value))
+            self.error(
+                Position(1, 1),
+                'expected a JSON object such as {"definition": "flow.md", "params": {}}; found ' + _json_type(value),
+            )
             return self.result(None)
         for key in value:
             if key not in SEED_KEYS:
-                self.error(self.spans.key((key,)), f"unknown key '{key}'; expected one of {', '.join(SEED_KEYS)}" + did_you_mean(key, SEED_KEYS))
+                self.error(
+                    self.spans.key((key,)),
+                    f"unknown key '{key}'; expected one of {', '.join(SEED_KEYS)}" + did_you_mean(key, SEED_KEYS),
+                )
         run_id = self.run_id(value.get("id"))
         rerun = value.get("rerun", False)
         if not isinstance(rerun, bool):
@@ -172,7 +192,9 @@ class _Checker:
         loaded = self.definition(value)
         params = value.get("params", {})
         if not isinstance(params, dict):
-            self.error(self.spans.value(("params",)), f"'params': expected an object of inputs; found {json.dumps(params)}")
+            self.error(
+                self.spans.value(("params",)), f"'params': expected an object of inputs; found {json.dumps(params)}"
+            )
             params = None
         if loaded is None or params is None:
             return self.result(None)
@@ -191,7 +213,10 @@ class _Checker:
         if run_id is None:
             return None
         if not isinstance(run_id, str) or not _ID.fullmatch(run_id):
-            self.error(self.spans.value(("id",)), f"'id': expected letters, digits, '.', '_' or '-' (at most 100, starting with a letter or digit); found {json.dumps(run_id)}")
+            self.error(
+                self.spans.value(("id",)),
+                f"'id': expected letters, digits, '.', '_' or '-' (at most 100, starting with a letter or digit); found {json.dumps(run_id)}",
+            )
             return None
         return run_id
 
@@ -212,13 +237,19 @@ class _Checker:
         report = validate_file(resolved)
         if report.definition is None:
             errors = [d for d in report.diagnostics if d.severity == "error"]
-            self.error(at, f"definition '{named}' is not valid ({len(errors)} error{'s' if len(errors) != 1 else ''}, listed below)")
+            self.error(
+                at,
+                f"definition '{named}' is not valid ({len(errors)} error{'s' if len(errors) != 1 else ''}, listed below)",
+            )
             self.definition_errors = errors
             return None
         if self.deployment is not None:
             flow = deployment_name(self.deployment, report.definition).partition("/")[0]
             if flow != report.definition.name:
-                self.error(at, f"definition '{named}' is the flow '{report.definition.name}', not '{flow}' of deployment '{self.deployment}'")
+                self.error(
+                    at,
+                    f"definition '{named}' is the flow '{report.definition.name}', not '{flow}' of deployment '{self.deployment}'",
+                )
                 return None
         try:
             text = resolved.read_text(encoding="utf-8")
@@ -234,7 +265,11 @@ class _Checker:
         for name, item in params.items():
             requirement = requirements.get(name)
             if requirement is None:
-                self.error(self.spans.key(("params", name)), f"params: unknown input '{name}'; the definition's inputs are: {known}" + did_you_mean(name, requirements))
+                self.error(
+                    self.spans.key(("params", name)),
+                    f"params: unknown input '{name}'; the definition's inputs are: {known}"
+                    + did_you_mean(name, requirements),
+                )
             elif (problem := _problem(requirement, item)) is not None:
                 self.error(self.spans.value(("params", name)), f"params.{name}: {problem}")
             else:

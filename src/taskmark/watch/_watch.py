@@ -57,7 +57,14 @@ Reporter = Callable[[WatchEvent], None]
 class Watcher:
     """Watches one folder; see :func:`watch`."""
 
-    def __init__(self, root: Path, *, deployment: str | None = None, max_concurrent: int = DEFAULT_MAX_CONCURRENT, report: Reporter | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        deployment: str | None = None,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        report: Reporter | None = None,
+    ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1; found {max_concurrent}")
         self.folder = WatchFolder(root)
@@ -254,7 +261,7 @@ class Watcher:
     async def _guarded(self, job: Coroutine[Any, Any, None], holds_slot: bool) -> None:
         try:
             await job
-        except Exception as exc:  # a bug or a disk problem: say so, keep watching
+        except Exception as exc:  # noqa: BLE001 - a bug or a disk problem: say so, keep watching
             self.report(WatchEvent("error", "", message=f"{type(exc).__name__}: {exc}"))
         finally:
             if holds_slot:
@@ -283,19 +290,30 @@ class Watcher:
             else:
                 seed = replace(seed, params=claim.params) if seed is not None else None
                 outcome = await run_locally(seed, flow_run_id=claim.flow_run_id, created=created)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is this run's outcome, not the watcher's
             outcome = error_outcome(exc, started, flow_run_id)
         self._finish(run_dir, claim, outcome)
 
     def _finish(self, run_dir: Path, claim: Claim, outcome: Outcome) -> None:
-        summary = outcome.summary(id=claim.id, seed=claim.seed, definition=claim.definition, deployment=claim.deployment, finished_at=now())
+        summary = outcome.summary(
+            id=claim.id, seed=claim.seed, definition=claim.definition, deployment=claim.deployment, finished_at=now()
+        )
         files = {**outcome.files, SUMMARY_FILE: json.dumps(summary, indent=2, default=str) + "\n"}
         self._finished(self.folder.finish(run_dir, files))
 
     def _finished(self, done: Path) -> None:
         line = self._log(done)
         message = line["message"]
-        self.report(WatchEvent("finished", str(line["seed"]), run_id=done.name, state=str(line["state"]), message=None if message is None else str(message), path=done))
+        self.report(
+            WatchEvent(
+                "finished",
+                str(line["seed"]),
+                run_id=done.name,
+                state=str(line["state"]),
+                message=None if message is None else str(message),
+                path=done,
+            )
+        )
 
     def _log(self, done: Path) -> dict[str, Any]:
         """Append the line of the finished run in ``done`` to ``runs.jsonl``."""

@@ -243,9 +243,7 @@ async def test_every_fallback_failing(fake_llm: FakeOpenAIServer) -> None:
 
 
 async def test_connection_refused_is_transient(fake_llm: FakeOpenAIServer) -> None:
-    provider = LLMProvider(
-        model="openai/x", api_base="http://127.0.0.1:9/v1", max_retries=1, retry_backoff_s=0.001
-    )
+    provider = LLMProvider(model="openai/x", api_base="http://127.0.0.1:9/v1", max_retries=1, retry_backoff_s=0.001)
     with pytest.raises(ProviderError) as info:
         await provider.acomplete(HI)
     assert info.value.transient is True

@@ -25,9 +25,7 @@ async def saved_blocks() -> AsyncIterator[list[str]]:
     async with get_client() as client:
         for name in names:
             try:
-                await client.delete_block_document(
-                    (await client.read_block_document_by_name(name, "llm-provider")).id
-                )
+                await client.delete_block_document((await client.read_block_document_by_name(name, "llm-provider")).id)
             except Exception:  # noqa: BLE001 - already gone
                 pass
 
@@ -47,9 +45,7 @@ async def test_saved_block_keeps_its_secret_and_the_api_hides_it(saved_blocks: l
     assert loaded.api_key is not None and loaded.api_key.get_secret_value() == KEY
     assert loaded.extra_headers is not None and loaded.extra_headers.get_secret_value() == {"X-Auth": KEY}
     async with get_client() as client:
-        document = await client.read_block_document_by_name(
-            "secret-check", "llm-provider", include_secrets=False
-        )
+        document = await client.read_block_document_by_name("secret-check", "llm-provider", include_secrets=False)
     assert KEY not in document.model_dump_json()
     assert document.data["api_key"] == "********"
 

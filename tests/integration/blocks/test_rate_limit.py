@@ -28,9 +28,7 @@ async def limit(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         await client.delete_global_concurrency_limit_by_name(limit_name(model))
 
 
-async def test_rate_limit_creates_a_decaying_limit_and_holds_calls_back(
-    fake_llm: FakeOpenAIServer, limit: str
-) -> None:
+async def test_rate_limit_creates_a_decaying_limit_and_holds_calls_back(fake_llm: FakeOpenAIServer, limit: str) -> None:
     provider = LLMProvider(model=limit, api_base=fake_llm.api_base, rate_limit=2)
     # Concurrent first calls in one process create the limit once, not once each.
     await asyncio.gather(provider.acomplete(HI), provider.acomplete(HI))

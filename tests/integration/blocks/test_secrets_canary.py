@@ -44,7 +44,9 @@ BLOCK = f"canary-{uuid.uuid4().hex[:8]}"
 
 
 @task(persist_result=True, cache_policy=LLM_REQUEST_CACHE)
-async def infer(provider: LLMProvider, messages: list[Message], schema: Any = None, overrides: dict[str, Any] | None = None) -> Completion:
+async def infer(
+    provider: LLMProvider, messages: list[Message], schema: Any = None, overrides: dict[str, Any] | None = None
+) -> Completion:
     return await provider.acomplete(
         messages, labels=CallLabels(definition="canary", phase="P", stage="inference"), **(overrides or {})
     )
@@ -94,7 +96,9 @@ def _script(fake: FakeOpenAIServer) -> None:
     def reply(request: Any) -> Reply:
         prompt = request.messages[-1]["content"]
         if prompt == "permanent":
-            return Reply(status=401, error_message=f"Incorrect API key provided: {CANARY}", error_code="invalid_api_key")
+            return Reply(
+                status=401, error_message=f"Incorrect API key provided: {CANARY}", error_code="invalid_api_key"
+            )
         if prompt == "transient":
             return Reply(status=503, error_message=f"overloaded for key {CANARY}")
         return Reply(content=f"answer to {prompt}")
@@ -170,9 +174,7 @@ async def test_the_canary_key_is_found_nowhere(
 
     async with get_client() as client:
         logs = await _logs(client, flow_run_id)
-        task_runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
+        task_runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
         flow_run = await client.read_flow_run(flow_run_id)
         artifacts = await client.read_artifacts()
         events = await _taskmark_events(client)
@@ -180,14 +182,21 @@ async def test_the_canary_key_is_found_nowhere(
         await client.delete_block_document(block_doc.id)
 
     log_text = "\n".join(log.message for log in logs)
-    states_text = "\n".join(
-        f"{tr.name} {tr.state.type if tr.state else ''} {tr.state.message if tr.state else ''}" for tr in task_runs
-    ) + f"\n{flow_run.state.message if flow_run.state else ''} {flow_run.model_dump_json()}"
+    states_text = (
+        "\n".join(
+            f"{tr.name} {tr.state.type if tr.state else ''} {tr.state.message if tr.state else ''}" for tr in task_runs
+        )
+        + f"\n{flow_run.state.message if flow_run.state else ''} {flow_run.model_dump_json()}"
+    )
     artifacts_text = "\n".join(a.model_dump_json() for a in artifacts)
     events_text = "\n".join(e.model_dump_json() for e in events)
     settings = get_current_settings()
     storage = Path(settings.results.local_storage_path)
-    db_url = str(settings.server.database.connection_url.get_secret_value() if hasattr(settings.server.database.connection_url, "get_secret_value") else settings.server.database.connection_url)
+    db_url = str(
+        settings.server.database.connection_url.get_secret_value()
+        if hasattr(settings.server.database.connection_url, "get_secret_value")
+        else settings.server.database.connection_url
+    )
     db_file = Path(db_url.split("///", 1)[1])
     db_bytes = b"".join(p.read_bytes() for p in db_file.parent.glob(db_file.name + "*"))
     local_text = caplog.text + "".join(capsys.readouterr()) + str(raised.value) + repr(raised.value)
@@ -217,9 +226,7 @@ async def _taskmark_events(client: Any) -> list[Any]:
 
     # Events reach the database asynchronously; wait for both kinds.
     for _ in range(100):
-        page = await client.read_events(
-            filter=EventFilter(event=EventNameFilter(prefix=["taskmark.llm."])), limit=50
-        )
+        page = await client.read_events(filter=EventFilter(event=EventNameFilter(prefix=["taskmark.llm."])), limit=50)
         names = {e.event for e in page.events}
         if {"taskmark.llm.completed", "taskmark.llm.failed"} <= names:
             return list(page.events)

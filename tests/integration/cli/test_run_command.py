@@ -36,7 +36,9 @@ dependsOn: Draft
 
 
 @pytest.fixture
-def project(tmp_path: Path, fake_llm: FakeOpenAIServer, prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def project(
+    tmp_path: Path, fake_llm: FakeOpenAIServer, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     from prefect.settings import PREFECT_API_URL
 
     (tmp_path / "agents").mkdir()
@@ -86,7 +88,9 @@ def test_failed_run_exits_1_naming_phase_stage_and_reason(project: Path, fake_ll
         (["-p", "topic"], "expected K=V"),
     ],
 )
-def test_bad_inputs_exit_2_before_any_call(project: Path, fake_llm: FakeOpenAIServer, args: list[str], message: str) -> None:
+def test_bad_inputs_exit_2_before_any_call(
+    project: Path, fake_llm: FakeOpenAIServer, args: list[str], message: str
+) -> None:
     result = runner.invoke(app, ["run", str(project), *args])
     assert result.exit_code == 2
     assert message in result.output
@@ -97,7 +101,10 @@ def test_invalid_definition_exits_2_with_located_error(project: Path) -> None:
     project.write_text(project.read_text().replace("dependsOn: Draft", "dependsOn: Drafts"))
     result = runner.invoke(app, ["run", str(project), "-p", "topic=x"])
     assert result.exit_code == 2
-    assert f"{project}:16:12: error: phase 'Polish' depends on unknown phase 'Drafts'; did you mean 'Draft'?" in result.stderr
+    assert (
+        f"{project}:16:12: error: phase 'Polish' depends on unknown phase 'Drafts'; did you mean 'Draft'?"
+        in result.stderr
+    )
 
 
 def test_python_api(project: Path, fake_llm: FakeOpenAIServer) -> None:

@@ -50,7 +50,9 @@ STAGES = ["ingestion", "promptTemplating", "inference", "parsing", "integration"
 
 
 @pytest.fixture
-def project(tmp_path: Path, fake_llm: FakeOpenAIServer, prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def project(
+    tmp_path: Path, fake_llm: FakeOpenAIServer, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """A definition with a name of its own (the server is shared by the session's tests)."""
     from prefect.settings import PREFECT_API_URL
 
@@ -82,7 +84,9 @@ def trace_json(run_id: str) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
-def test_trace_after_a_retried_fault_shows_every_stage_the_retry_and_the_requests(project: Path, fake_llm: FakeOpenAIServer) -> None:
+def test_trace_after_a_retried_fault_shows_every_stage_the_retry_and_the_requests(
+    project: Path, fake_llm: FakeOpenAIServer
+) -> None:
     fake_llm.push(Reply(status=429, headers={"Retry-After": "0"}, error_message="slow down"))
     run_id = run_once(project)
 
@@ -96,13 +100,17 @@ def test_trace_after_a_retried_fault_shows_every_stage_the_retry_and_the_request
         assert [s["name"] for s in phase["stages"]] == STAGES
         assert all(s["state"] == "COMPLETED" and s["duration_s"] is not None for s in phase["stages"])
     draft_call, polish_call = (p["stages"][2]["calls"] for p in trace["phases"])
-    assert [(c["agent"], c["attempts"], c["retries"], c["model"]) for c in draft_call] == [("writer", 2, 1, "openai/fake-model")]
+    assert [(c["agent"], c["attempts"], c["retries"], c["model"]) for c in draft_call] == [
+        ("writer", 2, 1, "openai/fake-model")
+    ]
     assert [(c["agent"], c["attempts"], c["retries"]) for c in polish_call] == [("writer", 1, 0)]
     assert draft_call[0]["total_tokens"] == 18 and draft_call[0]["prompt_tokens"] == 11
     totals = trace["totals"]
     assert totals["attempts"] == fake_llm.count == 3
     assert (totals["calls"], totals["failed_calls"], totals["retries"], totals["total_tokens"]) == (2, 0, 1, 36)
-    assert trace["artifacts"] == sorted([f"{name_of(project)}-summary", f"{name_of(project)}-usage", f"outputs-{name_of(project)}"])
+    assert trace["artifacts"] == sorted(
+        [f"{name_of(project)}-summary", f"{name_of(project)}-usage", f"outputs-{name_of(project)}"]
+    )
 
     text = runner.invoke(app, ["trace", run_id])
     assert text.exit_code == 0, text.output
@@ -111,10 +119,14 @@ def test_trace_after_a_retried_fault_shows_every_stage_the_retry_and_the_request
     assert all(stage in text.stdout for stage in STAGES)
 
 
-def test_trace_of_a_failed_run_names_the_phase_stage_and_reason_without_secrets(project: Path, fake_llm: FakeOpenAIServer) -> None:
+def test_trace_of_a_failed_run_names_the_phase_stage_and_reason_without_secrets(
+    project: Path, fake_llm: FakeOpenAIServer
+) -> None:
     # The server echoes the key in its error, as some providers do; Polish's call fails after its retries.
     fake_llm.default = lambda r: (
-        Reply(status=503, error_message=f"overloaded for {KEY}") if "Polish" in r.messages[-1]["content"] else Reply(content="drafted")
+        Reply(status=503, error_message=f"overloaded for {KEY}")
+        if "Polish" in r.messages[-1]["content"]
+        else Reply(content="drafted")
     )
     run_id = run_once(project, exit_code=1)
 
@@ -142,7 +154,11 @@ def test_trace_of_a_failed_run_names_the_phase_stage_and_reason_without_secrets(
 def _kill_mid_phase(project: Path, fake_llm: FakeOpenAIServer) -> str:
     """Start `taskmark run` in a child process, SIGKILL it while Draft's call waits; the run id."""
     fake_llm.default = lambda _r: Reply(content="late", delay_s=60)
-    child = subprocess.Popen([str(BIN / "taskmark"), "run", str(project), "-p", "topic=tides"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [str(BIN / "taskmark"), "run", str(project), "-p", "topic=tides"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: fake_llm.count >= 1, "the child's first LLM request")
         listed = runner.invoke(app, ["runs", "--definition", name_of(project), "--json"])
@@ -161,7 +177,9 @@ def _kill_mid_phase(project: Path, fake_llm: FakeOpenAIServer) -> str:
 
 
 @pytest.mark.parametrize("final", ["Crashed", "Cancelled"])
-def test_trace_of_a_run_that_ended_abruptly_shows_where_it_stopped(project: Path, fake_llm: FakeOpenAIServer, final: str) -> None:
+def test_trace_of_a_run_that_ended_abruptly_shows_where_it_stopped(
+    project: Path, fake_llm: FakeOpenAIServer, final: str
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled, Crashed
 
@@ -169,7 +187,11 @@ def test_trace_of_a_run_that_ended_abruptly_shows_where_it_stopped(project: Path
 
     async def end() -> None:
         # What Prefect's server does for a run whose process died (or an operator's cancel).
-        state = Crashed(message="the process was killed") if final == "Crashed" else Cancelled(message="cancelled by an operator")
+        state = (
+            Crashed(message="the process was killed")
+            if final == "Crashed"
+            else Cancelled(message="cancelled by an operator")
+        )
         async with get_client() as client:
             await client.set_flow_run_state(uuid.UUID(run_id), state, force=True)
 
@@ -189,7 +211,9 @@ def test_trace_of_a_run_that_ended_abruptly_shows_where_it_stopped(project: Path
     assert trace["totals"]["attempts"] == 0 and fake_llm.count == 1  # the request never came back
 
 
-def test_runs_filters_by_definition_and_state_newest_first_within_limit(project: Path, fake_llm: FakeOpenAIServer) -> None:
+def test_runs_filters_by_definition_and_state_newest_first_within_limit(
+    project: Path, fake_llm: FakeOpenAIServer
+) -> None:
     ok_1 = run_once(project)
     fake_llm.default = lambda _r: Reply(status=400, error_message="bad prompt")
     failed = run_once(project, exit_code=1)
@@ -209,8 +233,26 @@ def test_runs_filters_by_definition_and_state_newest_first_within_limit(project:
     assert ids("--state", "CRASHED") == []
 
     [latest] = json.loads(runner.invoke(app, ["runs", "-d", name, "-n", "1", "--json"]).stdout)
-    assert set(latest) == {"id", "name", "definition", "state", "state_name", "start", "duration_s", "calls", "failed_calls", "cost_usd", "usage_from"}
-    assert (latest["definition"], latest["state"], latest["calls"], latest["failed_calls"], latest["usage_from"]) == (name, "COMPLETED", 2, 0, "artifact")
+    assert set(latest) == {
+        "id",
+        "name",
+        "definition",
+        "state",
+        "state_name",
+        "start",
+        "duration_s",
+        "calls",
+        "failed_calls",
+        "cost_usd",
+        "usage_from",
+    }
+    assert (latest["definition"], latest["state"], latest["calls"], latest["failed_calls"], latest["usage_from"]) == (
+        name,
+        "COMPLETED",
+        2,
+        0,
+        "artifact",
+    )
     assert latest["duration_s"] > 0 and latest["cost_usd"] == 0.0
     [bad] = json.loads(runner.invoke(app, ["runs", "-d", name, "-s", "FAILED", "--json"]).stdout)
     assert (bad["calls"], bad["failed_calls"]) == (0, 1)
@@ -244,7 +286,9 @@ def test_trace_of_a_phase_subflow_id_shows_its_run(project: Path) -> None:
 def test_trace_of_a_retried_run_shows_each_attempt(project: Path, fake_llm: FakeOpenAIServer) -> None:
     from taskmark.flows._run import aretry
 
-    fake_llm.default = lambda r: Reply(status=400, error_message="bad") if "Polish" in r.messages[-1]["content"] else Reply(content="drafted")
+    fake_llm.default = lambda r: (
+        Reply(status=400, error_message="bad") if "Polish" in r.messages[-1]["content"] else Reply(content="drafted")
+    )
     run_id = run_once(project, exit_code=1)
     fake_llm.default = lambda _r: Reply(content="polished")
     retried = asyncio.run(aretry(run_id))

@@ -31,7 +31,9 @@ def prompt_of(request: RecordedRequest) -> str:
     return next(m["content"] for m in request.messages if m["role"] == "user")
 
 
-def answer_by_prompt(rules: dict[str, Reply | Callable[[RecordedRequest], Reply]], default: Reply | None = None) -> Callable[[RecordedRequest], Reply]:
+def answer_by_prompt(
+    rules: dict[str, Reply | Callable[[RecordedRequest], Reply]], default: Reply | None = None
+) -> Callable[[RecordedRequest], Reply]:
     """A reply rule: the first key found in the prompt decides the reply."""
 
     def reply(request: RecordedRequest) -> Reply:
@@ -60,5 +62,5 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
     return write
 
 
-def run(coro: Any) -> Any:  # noqa: ANN401
+def run(coro: Any) -> Any:
     return asyncio.run(coro)

@@ -91,7 +91,9 @@ async def test_a_call_gets_the_index_required_outputs_and_retrieved_documents_an
     bundles = {key: Bundle.from_json(c.bundle) for key, c in calls.items() if c.bundle is not None}
     bundle = bundles["Answer/b"]
     received = json.dumps(llm.requests[-1].messages, sort_keys=True, ensure_ascii=False).encode()
-    assert calls["Answer/b"].messages_sha256 == hashlib.sha256(received).hexdigest()  # the output traces to the exact request
+    assert (
+        calls["Answer/b"].messages_sha256 == hashlib.sha256(received).hexdigest()
+    )  # the output traces to the exact request
     assert calls["Answer/b"].max_tokens is None and calls["Answer/b"].model == "openai/fake-model"
     assert [i.id for i in bundle.items] == ["index", "phase:Gather", "doc:docs/tides.md"]
     assert [i.kind for i in bundle.items] == ["index", "requires", "document"]
@@ -102,7 +104,9 @@ async def test_a_call_gets_the_index_required_outputs_and_retrieved_documents_an
     again = await arun(path, overrides=overrides)  # same inputs, same answers: the same bundle, stored once
     assert (await _bundles(str(again.flow_run_id)))["Answer/b"].hash == bundle.hash
     async with get_client() as client:
-        stored = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[snapshot_key(bundle.hash)])))
+        stored = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[snapshot_key(bundle.hash)]))
+        )
     assert len(stored) == 1
 
 
@@ -142,7 +146,17 @@ async def test_refers_uses_the_latest_completed_run_of_another_definition(
     first = await arun(reviewer, overrides=overrides)  # no ledger run yet: the item is absent
     assert first.state == "COMPLETED"
     assert "## Context" not in prompt_of(llm.requests[-1])
-    preview = await asyncio.to_thread(taskmark, "context", str(reviewer), "--phase", "Check", "--api-base", llm.api_base, "--model", "openai/fake-model")
+    preview = await asyncio.to_thread(
+        taskmark,
+        "context",
+        str(reviewer),
+        "--phase",
+        "Check",
+        "--api-base",
+        llm.api_base,
+        "--model",
+        "openai/fake-model",
+    )
     assert preview.returncode == 0, preview.stderr
     assert "refers:ledger/Verdict" in preview.stdout and "no completed run of ledger" in preview.stdout
 
@@ -155,7 +169,16 @@ async def test_refers_uses_the_latest_completed_run_of_another_definition(
     assert "verdict two: buy" in sent and "verdict one" not in sent
 
     preview = await asyncio.to_thread(
-        taskmark, "context", str(reviewer), "--phase", "Check", "--json", "--api-base", llm.api_base, "--model", "openai/fake-model"
+        taskmark,
+        "context",
+        str(reviewer),
+        "--phase",
+        "Check",
+        "--json",
+        "--api-base",
+        llm.api_base,
+        "--model",
+        "openai/fake-model",
     )
     assert preview.returncode == 0, preview.stderr
     (step,) = json.loads(preview.stdout)["steps"]
@@ -192,18 +215,29 @@ async def test_a_review_pins_and_excludes_from_the_cli_and_the_api_and_the_same_
 
     def by_cli(run_id: str, _: str) -> object:
         bad = taskmark("resume", run_id, "--pin", "doc:nope.md")
-        assert bad.returncode == 2 and "doc:nope.md: not an item of this review" in bad.stderr and "Traceback" not in bad.stderr
-        done = taskmark("resume", run_id, "--pin", "doc:docs/bread.md", "--exclude", "phase:Gather", "--note", "bread matters")
+        assert (
+            bad.returncode == 2
+            and "doc:nope.md: not an item of this review" in bad.stderr
+            and "Traceback" not in bad.stderr
+        )
+        done = taskmark(
+            "resume", run_id, "--pin", "doc:docs/bread.md", "--exclude", "phase:Gather", "--note", "bread matters"
+        )
         assert done.returncode == 0, done.stderr
         assert "reviewed: phase 'Answer'" in done.stdout
         return None
 
-    sent, first = await _review_then(llm, overrides, path, "reviewed-answer", lambda r, p: asyncio.to_thread(by_cli, r, p))
+    sent, first = await _review_then(
+        llm, overrides, path, "reviewed-answer", lambda r, p: asyncio.to_thread(by_cli, r, p)
+    )
     assert "Sourdough" in sent and "fact: the moon is large" not in sent and "Tides rise" in sent
 
     async def by_api(_: str, phase_run_id: str) -> None:
         async with get_client() as client:
-            await client.resume_flow_run(phase_run_id, run_input={"pin": ["doc:docs/bread.md"], "exclude": ["phase:Gather"], "note": "bread matters"})
+            await client.resume_flow_run(
+                phase_run_id,
+                run_input={"pin": ["doc:docs/bread.md"], "exclude": ["phase:Gather"], "note": "bread matters"},
+            )
 
     path = write("reviewed-again", ANSWER.format(name="reviewed-again", review="review: context"))
     again, second = await _review_then(llm, overrides, path, "reviewed-again", by_api)
@@ -243,9 +277,14 @@ async def test_summarize_llm_replaces_a_shortened_item_with_the_models_summary(
 ) -> None:
     path = write("summarised", SUMMARISED)
     (path.parent / "docs").mkdir(exist_ok=True)
-    long = " ".join(f"Tide table {n}: high water at {n} o'clock, low water six hours later, the moon at {n * 12} degrees." for n in range(12))
+    long = " ".join(
+        f"Tide table {n}: high water at {n} o'clock, low water six hours later, the moon at {n * 12} degrees."
+        for n in range(12)
+    )
     (path.parent / "docs" / "long.md").write_text(long)
-    llm.default = lambda r: Reply(content="Tides follow the moon." if prompt_of(r).startswith("Summarise") else "answered")
+    llm.default = lambda r: Reply(
+        content="Tides follow the moon." if prompt_of(r).startswith("Summarise") else "answered"
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "COMPLETED", result.message
 
@@ -286,7 +325,18 @@ async def test_retrieval_by_embeddings_draws_on_the_document_that_means_what_the
     sent = prompt_of(llm.requests[-1])
     assert "Tides rise twice a day" in sent and "Sourdough" not in sent and "Sicilian" not in sent
 
-    preview = await asyncio.to_thread(taskmark, "context", str(path), "--phase", "Answer", "--json", "--api-base", llm.api_base, "--model", "openai/fake-model")
+    preview = await asyncio.to_thread(
+        taskmark,
+        "context",
+        str(path),
+        "--phase",
+        "Answer",
+        "--json",
+        "--api-base",
+        llm.api_base,
+        "--model",
+        "openai/fake-model",
+    )
     assert preview.returncode == 0, preview.stderr
     (step,) = json.loads(preview.stdout)["steps"]
     (item,) = step["bundle"]["items"]

@@ -53,7 +53,7 @@ def taskmark(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
-async def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:  # noqa: ANN401
+async def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
     """Poll an async ``condition`` until it returns something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
@@ -72,11 +72,15 @@ async def flow_run_of(name: str) -> FlowRun | None:
 
 async def paused_phase(run: FlowRun) -> FlowRun | None:
     async with get_client() as client:
-        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id]))
+        )
     return next((c for c in children if c.state is not None and c.state.is_paused()), None)
 
 
-async def start_paused(path: Path, name: str, overrides: ProviderOverrides) -> tuple[asyncio.Task[RunResult], FlowRun, FlowRun]:
+async def start_paused(
+    path: Path, name: str, overrides: ProviderOverrides
+) -> tuple[asyncio.Task[RunResult], FlowRun, FlowRun]:
     running = asyncio.ensure_future(arun(path, overrides=overrides))
     run = await wait_for(lambda: flow_run_of(name), "the flow run")
     paused = await wait_for(lambda: paused_phase(run), "the paused phase")
@@ -101,7 +105,18 @@ async def test_approval_form_is_typed_and_approve_from_another_process_continues
     assert fields["channel"]["enum"] == ["blog", "newsletter"] and fields["channel"]["default"] == "blog"
     assert fields["copies"]["type"] == "integer" and fields["note"]["type"] == "string"
 
-    done = await asyncio.to_thread(taskmark, "resume", str(run.id), "--approve", "--note", "ship it", "--set", "channel=newsletter", "--set", "copies=3")
+    done = await asyncio.to_thread(
+        taskmark,
+        "resume",
+        str(run.id),
+        "--approve",
+        "--note",
+        "ship it",
+        "--set",
+        "channel=newsletter",
+        "--set",
+        "copies=3",
+    )
     assert done.returncode == 0, done.stderr
     assert "approved: phase 'Publish'" in done.stdout
     result = await asyncio.wait_for(running, 60)
@@ -109,7 +124,9 @@ async def test_approval_form_is_typed_and_approve_from_another_process_continues
     assert prompt_of(llm.requests[-1]).startswith("publish to newsletter x3 (ship it): done: draft on tides")
 
 
-async def test_reject_fails_the_run_with_the_note(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]) -> None:
+async def test_reject_fails_the_run_with_the_note(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]
+) -> None:
     path = write("reject", APPROVAL.format(name="reject-me"))
     running, run, _ = await start_paused(path, "reject-me", overrides)
     bad = await asyncio.to_thread(taskmark, "resume", str(run.id), "--approve", "--set", "copies=many")
@@ -122,7 +139,9 @@ async def test_reject_fails_the_run_with_the_note(llm: FakeOpenAIServer, overrid
     assert llm.count == 1  # Publish never called its agent
 
 
-async def test_cancel_from_another_process_stops_the_run(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]) -> None:
+async def test_cancel_from_another_process_stops_the_run(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]
+) -> None:
     llm.default = lambda r: Reply(content="slow", delay_s=30) if "second" in prompt_of(r) else Reply(content="fast")
     path = write(
         "cancel",
@@ -145,17 +164,21 @@ async def test_cancel_from_another_process_stops_the_run(llm: FakeOpenAIServer, 
     assert llm.count == 2  # no call after the cancellation
     async with get_client() as client:
         final = await client.read_flow_run(run.id)
-        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id]))
+        )
     assert final.state is not None and final.state.is_cancelled()
     assert all(c.state is not None and c.state.is_final() for c in children)
     again = await asyncio.to_thread(taskmark, "cancel", str(run.id))
     assert again.returncode == 2 and "already ended CANCELLED" in again.stderr
 
 
-async def test_pause_holds_the_next_phase_until_resumed(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]) -> None:
+async def test_pause_holds_the_next_phase_until_resumed(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]
+) -> None:
     gate = threading.Event()  # phase One's answer waits until the hold has been asked for
 
-    def reply(request: Any) -> Reply:  # noqa: ANN401
+    def reply(request: Any) -> Reply:
         if "first" in prompt_of(request):
             gate.wait(120)
             return Reply(content="one")

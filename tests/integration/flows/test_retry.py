@@ -57,12 +57,19 @@ def _answers(broken: set[str]) -> object:
     return reply
 
 
-async def test_retry_calls_only_what_did_not_complete(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: object) -> None:
+async def test_retry_calls_only_what_did_not_complete(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: object
+) -> None:
     path: Path = write("chain", CHAIN)  # type: ignore[operator]
     llm.default = _answers({"fourth"})  # type: ignore[assignment]
     failed = await arun(path, overrides=overrides)
     assert failed.state == "FAILED" and failed.phases["Four"].state == "FAILED"
-    assert [prompt_of(r).split()[0] for r in llm.requests] == ["first", "second", "third", "fourth"]  # a 400 is not retried
+    assert [prompt_of(r).split()[0] for r in llm.requests] == [
+        "first",
+        "second",
+        "third",
+        "fourth",
+    ]  # a 400 is not retried
 
     llm.reset()
     llm.default = _answers(set())  # type: ignore[assignment]

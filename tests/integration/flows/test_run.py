@@ -15,9 +15,9 @@ from prefect.exceptions import ParameterTypeError
 
 from support.fake_openai import FakeOpenAIServer, Reply
 from taskmark.blocks import ProviderOverrides
+from taskmark.definition import load_definition
 from taskmark.flows import compile
 from taskmark.flows._run import arun
-from taskmark.definition import load_definition
 from taskmark.tasks import Runtime, step_strategy
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
@@ -43,12 +43,23 @@ async def run_keeping_runtime(path: Path, overrides: ProviderOverrides) -> tuple
     return state, runtime
 
 
-async def test_independent_phases_overlap_and_the_parent_waits(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_independent_phases_overlap_and_the_parent_waits(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     llm.default = lambda _r: Reply(content="done", delay_s=0.6)
-    path = write("overlap", head("overlap") + "".join(
-        f"## Phase: {n}\n{d}\n### Steps\n- agent: a - {n} on {{{{ topic }}}}\n\n"
-        for n, d in (("Start", ""), ("Left", "dependsOn: Start\n"), ("Right", "dependsOn: Start\n"), ("End", "dependsOn: [Left, Right]\n"))
-    ))
+    path = write(
+        "overlap",
+        head("overlap")
+        + "".join(
+            f"## Phase: {n}\n{d}\n### Steps\n- agent: a - {n} on {{{{ topic }}}}\n\n"
+            for n, d in (
+                ("Start", ""),
+                ("Left", "dependsOn: Start\n"),
+                ("Right", "dependsOn: Start\n"),
+                ("End", "dependsOn: [Left, Right]\n"),
+            )
+        ),
+    )
     seen: dict[str, dict[str, float]] = {}
 
     def at(moment: str) -> Callable[[dict[str, object]], None]:
@@ -74,11 +85,15 @@ async def test_independent_phases_overlap_and_the_parent_waits(llm: FakeOpenAISe
     assert all(r.end_time <= parent.end_time for r in mine if r.end_time)
 
 
-async def test_max_concurrent_phases_is_a_limit(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_max_concurrent_phases_is_a_limit(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     llm.default = lambda _r: Reply(content="done", delay_s=0.3)
-    path = write("limited", head("limited", "maxConcurrentPhases: 1\n") + "".join(
-        f"## Phase: P{i}\n\n### Steps\n- agent: a - P{i}\n\n" for i in range(3)
-    ))
+    path = write(
+        "limited",
+        head("limited", "maxConcurrentPhases: 1\n")
+        + "".join(f"## Phase: P{i}\n\n### Steps\n- agent: a - P{i}\n\n" for i in range(3)),
+    )
     windows: dict[str, list[float]] = {}
     import time
 
@@ -89,26 +104,47 @@ async def test_max_concurrent_phases_is_a_limit(llm: FakeOpenAIServer, overrides
     result = await arun(path, overrides=overrides, hooks=hooks)
     assert result.state == "COMPLETED"
     spans = sorted(windows.values())
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), "phases overlapped despite maxConcurrentPhases: 1"
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), (
+        "phases overlapped despite maxConcurrentPhases: 1"
+    )
 
 
-async def test_stages_without_work_are_recorded_skipped(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_stages_without_work_are_recorded_skipped(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     path = write("skips", head("skips") + "## Phase: Only\n\n### Steps\n- agent: a - Say {{ topic }}\n")
     state, runtime = await run_keeping_runtime(path, overrides)
     assert state.is_completed()
     stages = {name: record.status for name, record in runtime.records["Only"].stages.items()}
     assert stages == {
-        "ingestion": "completed", "preProcessing": "skipped", "promptTemplating": "completed", "inference": "completed",
-        "parsing": "completed", "validateStructure": "skipped", "validateQuality": "skipped", "critique": "skipped",
-        "refine": "skipped", "finalValidation": "skipped", "integration": "completed",
+        "ingestion": "completed",
+        "preProcessing": "skipped",
+        "promptTemplating": "completed",
+        "inference": "completed",
+        "parsing": "completed",
+        "validateStructure": "skipped",
+        "validateQuality": "skipped",
+        "critique": "skipped",
+        "refine": "skipped",
+        "finalValidation": "skipped",
+        "integration": "completed",
     }
     assert runtime.records["Only"].stages["promptTemplating"].data == {"a": "Say tides"}
-    expected = {"Only/ingestion", "Only/promptTemplating", "Only/inference", "Only/inference: a", "Only/parsing", "Only/integration"}
+    expected = {
+        "Only/ingestion",
+        "Only/promptTemplating",
+        "Only/inference",
+        "Only/inference: a",
+        "Only/parsing",
+        "Only/integration",
+    }
     names: set[str] = set()
     async with get_client() as client:
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-        flow_filter = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id]))
+        flow_filter = FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])
+        )
         for _ in range(50):  # the server records task runs from events, a moment later
             runs = await client.read_task_runs(flow_run_filter=flow_filter)
             names = {r.name if ":" in r.name else r.name.rsplit("-", 1)[0] for r in runs}
@@ -118,18 +154,31 @@ async def test_stages_without_work_are_recorded_skipped(llm: FakeOpenAIServer, o
     assert names == expected  # skipped stages cost no task run
 
 
-async def test_sequential_steps_see_the_ones_before(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_sequential_steps_see_the_ones_before(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     llm.default = answer_by_prompt({"First": Reply(content="alpha"), "Second": Reply(content="beta")})
-    path = write("seq", head("seq") + '## Phase: S\n\n### Steps\n- agent: a - First\n- agent: b - Second after {{ steps["a"] }}\n')
+    path = write(
+        "seq",
+        head("seq") + '## Phase: S\n\n### Steps\n- agent: a - First\n- agent: b - Second after {{ steps["a"] }}\n',
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "COMPLETED"
     assert [prompt_of(r) for r in llm.requests] == ["First", "Second after alpha"]
     assert result.phases["S"].outputs == "beta"
 
 
-async def test_parallel_phase_survives_one_failing_agent_which_is_not_retried(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
-    llm.default = answer_by_prompt({"bad": Reply(status=400, error_message="bad request"), "good": Reply(content="fine")})
-    path = write("sib", head("sib") + "## Phase: P\nparallel: true\n\n### Steps\n- agent: a - bad one\n- agent: b - good one\n- aggregate: merge\n")
+async def test_parallel_phase_survives_one_failing_agent_which_is_not_retried(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
+    llm.default = answer_by_prompt(
+        {"bad": Reply(status=400, error_message="bad request"), "good": Reply(content="fine")}
+    )
+    path = write(
+        "sib",
+        head("sib")
+        + "## Phase: P\nparallel: true\n\n### Steps\n- agent: a - bad one\n- agent: b - good one\n- aggregate: merge\n",
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "COMPLETED", result.message
     assert result.phases["P"].outputs == {"b": "fine"}
@@ -137,17 +186,28 @@ async def test_parallel_phase_survives_one_failing_agent_which_is_not_retried(ll
     assert result.usage.failed_calls == 1
 
 
-async def test_transient_failures_retry_with_the_definitions_policy(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_transient_failures_retry_with_the_definitions_policy(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     llm.push(Reply(status=500), Reply(status=503), Reply(content="third time"))
-    path = write("retry", head("retry", "retry: {maxAttempts: 3, backoffMs: 10}\n") + "## Phase: P\n\n### Steps\n- agent: a - go\n")
+    path = write(
+        "retry",
+        head("retry", "retry: {maxAttempts: 3, backoffMs: 10}\n") + "## Phase: P\n\n### Steps\n- agent: a - go\n",
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "COMPLETED" and result.phases["P"].outputs == "third time"
     assert llm.count == 3
 
 
-async def test_transient_failures_past_the_policy_fail_the_phase(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_transient_failures_past_the_policy_fail_the_phase(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     llm.default = lambda _r: Reply(status=500)
-    path = write("retry2", head("retry2", "retry: {maxAttempts: 2, backoffMs: 10}\n") + "## Phase: P\n\n### Steps\n- agent: a - go\n\n## Phase: Q\ndependsOn: P\n\n### Steps\n- agent: a - q\n")
+    path = write(
+        "retry2",
+        head("retry2", "retry: {maxAttempts: 2, backoffMs: 10}\n")
+        + "## Phase: P\n\n### Steps\n- agent: a - go\n\n## Phase: Q\ndependsOn: P\n\n### Steps\n- agent: a - q\n",
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "FAILED"
     assert llm.count == 2
@@ -155,9 +215,15 @@ async def test_transient_failures_past_the_policy_fail_the_phase(llm: FakeOpenAI
     assert result.phases["Q"].state == "NOT_RUN"
 
 
-async def test_validation_failure_is_one_attempt_and_names_expression_value_phase(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_validation_failure_is_one_attempt_and_names_expression_value_phase(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     llm.default = lambda _r: Reply(content=json.dumps({"score": 1}))
-    path = write("val", head("val") + "## Phase: Check\n\n### Steps\n- agent: a - rate\n- validation: output.score > 5\n\n### Outputs\n- score: integer\n")
+    path = write(
+        "val",
+        head("val")
+        + "## Phase: Check\n\n### Steps\n- agent: a - rate\n- validation: output.score > 5\n\n### Outputs\n- score: integer\n",
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "FAILED"
     assert llm.count == 1
@@ -166,17 +232,23 @@ async def test_validation_failure_is_one_attempt_and_names_expression_value_phas
     )
 
 
-async def test_refine_stops_at_the_limit_and_passes_its_last_output(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_refine_stops_at_the_limit_and_passes_its_last_output(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     drafts = iter(range(1, 10))
     llm.default = answer_by_prompt(
         {"Critique": Reply(content="too short"), "Revise": lambda _r: Reply(content=json.dumps({"n": next(drafts)}))},
         default=Reply(content=json.dumps({"n": 0})),
     )
-    path = write("refine", head("refine") + (
-        "## Phase: Loop\n\n### Steps\n- agent: a - Draft\n- validation: output.n > 100\n\n### Outputs\n- n: integer\n\n"
-        "### Critique\n- agent: critic - Critique {{ output.n }}: {{ errors }}\n\n"
-        "### Refine\nmaxRefinements: 2\n\n- agent: reviser - Revise {{ output.n }} per {{ critique }}\n"
-    ))
+    path = write(
+        "refine",
+        head("refine")
+        + (
+            "## Phase: Loop\n\n### Steps\n- agent: a - Draft\n- validation: output.n > 100\n\n### Outputs\n- n: integer\n\n"
+            "### Critique\n- agent: critic - Critique {{ output.n }}: {{ errors }}\n\n"
+            "### Refine\nmaxRefinements: 2\n\n- agent: reviser - Revise {{ output.n }} per {{ critique }}\n"
+        ),
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "COMPLETED", result.message
     assert result.phases["Loop"].outputs == {"n": 2}
@@ -186,18 +258,28 @@ async def test_refine_stops_at_the_limit_and_passes_its_last_output(llm: FakeOpe
 
 async def test_a_failing_loop_body_says_so(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
     llm.default = answer_by_prompt({"Critique": Reply(status=401, error_message="no key")}, default=Reply(content="x"))
-    path = write("loopfail", head("loopfail") + (
-        "## Phase: Loop\n\n### Steps\n- agent: a - Draft\n- validation: len(output) > 100\n\n"
-        "### Critique\n- agent: critic - Critique {{ output }}\n\n### Refine\n- agent: reviser - Revise {{ output }}\n"
-    ))
+    path = write(
+        "loopfail",
+        head("loopfail")
+        + (
+            "## Phase: Loop\n\n### Steps\n- agent: a - Draft\n- validation: len(output) > 100\n\n"
+            "### Critique\n- agent: critic - Critique {{ output }}\n\n### Refine\n- agent: reviser - Revise {{ output }}\n"
+        ),
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "FAILED"
     assert "Loop body failed: " in (result.phases["Loop"].error or "")
 
 
-async def test_timeout_keeps_finished_outputs_and_names_the_phase(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_timeout_keeps_finished_outputs_and_names_the_phase(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     llm.default = answer_by_prompt({"slow": Reply(content="late", delay_s=8)}, default=Reply(content="quick"))
-    path = write("slow", head("slow", "maxExecutionTime: 3s\n") + "## Phase: Fast\n\n### Steps\n- agent: a - fast\n\n## Phase: Slow\ndependsOn: Fast\n\n### Steps\n- agent: a - slow\n")
+    path = write(
+        "slow",
+        head("slow", "maxExecutionTime: 3s\n")
+        + "## Phase: Fast\n\n### Steps\n- agent: a - fast\n\n## Phase: Slow\ndependsOn: Fast\n\n### Steps\n- agent: a - slow\n",
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "FAILED"
     assert result.phases["Fast"].state == "COMPLETED" and result.phases["Fast"].outputs == "quick"
@@ -205,8 +287,13 @@ async def test_timeout_keeps_finished_outputs_and_names_the_phase(llm: FakeOpenA
     assert "phase 'Slow' timed out" in (result.message or "")
 
 
-async def test_bad_parameter_is_named_before_anything_runs(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
-    path = write("params", "# T\n\n```yaml\nname: params\nrequirements:\n  count: integer\n  mode: {type: string, enum: [a, b], default: a}\n```\n\n## Phase: P\n\n### Steps\n- agent: a - {{ count }}\n")
+async def test_bad_parameter_is_named_before_anything_runs(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
+    path = write(
+        "params",
+        "# T\n\n```yaml\nname: params\nrequirements:\n  count: integer\n  mode: {type: string, enum: [a, b], default: a}\n```\n\n## Phase: P\n\n### Steps\n- agent: a - {{ count }}\n",
+    )
     with pytest.raises(ParameterTypeError, match="count"):
         await arun(path, {"count": "many"}, overrides=overrides)
     with pytest.raises(ParameterTypeError, match="mode"):
@@ -217,7 +304,9 @@ async def test_bad_parameter_is_named_before_anything_runs(llm: FakeOpenAIServer
     assert schema["properties"]["mode"]["enum"] == ["a", "b"] and schema["properties"]["mode"]["default"] == "a"
 
 
-async def test_handlers_and_custom_steps_store_data_under_their_own_stage(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+async def test_handlers_and_custom_steps_store_data_under_their_own_stage(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     (tmp_path / "myhooks.py").write_text(
         "def prepare(view):\n    return {'data': {'seen': sorted(view['inputs'])}, 'flags': {'prepared': True}}\n"
     )
@@ -227,7 +316,11 @@ async def test_handlers_and_custom_steps_store_data_under_their_own_stage(llm: F
     def shout(argument: str, names: dict[str, object]) -> str:
         return argument.upper()
 
-    path = write("custom", head("custom") + '## Phase: P\nhandlers: {preProcessing: "myhooks:prepare"}\n\n### Steps\n- shout: hello {{ topic }}\n')
+    path = write(
+        "custom",
+        head("custom")
+        + '## Phase: P\nhandlers: {preProcessing: "myhooks:prepare"}\n\n### Steps\n- shout: hello {{ topic }}\n',
+    )
     state, runtime = await run_keeping_runtime(path, overrides)
     assert state.is_completed(), state.message
     record = runtime.records["P"]
@@ -237,14 +330,20 @@ async def test_handlers_and_custom_steps_store_data_under_their_own_stage(llm: F
     assert llm.count == 0
 
 
-async def test_route_by_expression_runs_only_the_picked_branches(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_route_by_expression_runs_only_the_picked_branches(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     llm.default = lambda r: Reply(content=f"from {prompt_of(r)}")
-    path = write("route", head("route") + (
-        "## Phase: Pick\n\n### Steps\n- agent: a - pick\n\n"
-        '## Phase: Fan\ndependsOn: Pick\nparallel: true\n\n### Steps\n- route: ["b"] if topic == "tides" else branches\n'
-        "- agent: a - branch a\n- agent: b - branch b\n- aggregate: merge\n\n"
-        '## Phase: After\ndependsOn: Fan\n\n### Steps\n- agent: a - after {{ phases["Fan"] }}\n'
-    ))
+    path = write(
+        "route",
+        head("route")
+        + (
+            "## Phase: Pick\n\n### Steps\n- agent: a - pick\n\n"
+            '## Phase: Fan\ndependsOn: Pick\nparallel: true\n\n### Steps\n- route: ["b"] if topic == "tides" else branches\n'
+            "- agent: a - branch a\n- agent: b - branch b\n- aggregate: merge\n\n"
+            '## Phase: After\ndependsOn: Fan\n\n### Steps\n- agent: a - after {{ phases["Fan"] }}\n'
+        ),
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "COMPLETED", result.message
     assert result.phases["Fan"].executed_branches == ["b"]
@@ -254,11 +353,17 @@ async def test_route_by_expression_runs_only_the_picked_branches(llm: FakeOpenAI
 
 
 async def test_route_by_agent(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
-    llm.default = answer_by_prompt({"Which": Reply(content=json.dumps({"branches": ["a"]}))}, default=Reply(content="answered"))
-    path = write("route2", head("route2") + (
-        "## Phase: Fan\nparallel: true\n\n### Steps\n- route: by chair - Which of {{ branches }} fit {{ topic }}?\n"
-        "- agent: a - branch a\n- agent: b - branch b\n"
-    ))
+    llm.default = answer_by_prompt(
+        {"Which": Reply(content=json.dumps({"branches": ["a"]}))}, default=Reply(content="answered")
+    )
+    path = write(
+        "route2",
+        head("route2")
+        + (
+            "## Phase: Fan\nparallel: true\n\n### Steps\n- route: by chair - Which of {{ branches }} fit {{ topic }}?\n"
+            "- agent: a - branch a\n- agent: b - branch b\n"
+        ),
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "COMPLETED", result.message
     assert result.phases["Fan"].executed_branches == ["a"]
@@ -266,9 +371,14 @@ async def test_route_by_agent(llm: FakeOpenAIServer, overrides: ProviderOverride
     assert [prompt_of(r) for r in llm.requests] == ["Which of ['a', 'b'] fit tides?", "branch a"]
 
 
-async def test_response_cache_answers_a_second_run_without_a_call(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_response_cache_answers_a_second_run_without_a_call(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     llm.default = lambda r: Reply(content=f"answer to {prompt_of(r)}")
-    path = write("cached", head("cached", "cache: {ttl: 1 hour}\n") + "## Phase: P\n\n### Steps\n- agent: a - same question {{ topic }}\n")
+    path = write(
+        "cached",
+        head("cached", "cache: {ttl: 1 hour}\n") + "## Phase: P\n\n### Steps\n- agent: a - same question {{ topic }}\n",
+    )
     first = await arun(path, overrides=overrides)
     second = await arun(path, overrides=overrides)
     assert first.state == second.state == "COMPLETED"
@@ -281,24 +391,45 @@ async def test_response_cache_answers_a_second_run_without_a_call(llm: FakeOpenA
     assert other.usage.calls == 1 and llm.count == 3
 
 
-async def test_a_run_leaves_summary_and_usage_artifacts(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_a_run_leaves_summary_and_usage_artifacts(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     llm.default = lambda _r: Reply(content="the **answer**", prompt_tokens=5, completion_tokens=3)
-    path = write("artifacts", head("artifacts") + "## Phase: One\n\n### Steps\n- agent: a - go\n\n## Phase: Two\ndependsOn: One\n\n### Steps\n- agent: b - again\n")
+    path = write(
+        "artifacts",
+        head("artifacts")
+        + "## Phase: One\n\n### Steps\n- agent: a - go\n\n## Phase: Two\ndependsOn: One\n\n### Steps\n- agent: b - again\n",
+    )
     result = await arun(path, overrides=overrides)
     assert result.state == "COMPLETED"
     async with get_client() as client:
-        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[result.flow_run_id])))
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[result.flow_run_id]))
+        )
     by_key = {a.key: a for a in artifacts}
     summary, usage = by_key["artifacts-summary"], by_key["artifacts-usage"]
-    assert "## One — completed" in summary.data and "the **answer**" in summary.data and "Answered by: openai/fake-model" in summary.data
+    assert (
+        "## One — completed" in summary.data
+        and "the **answer**" in summary.data
+        and "Answered by: openai/fake-model" in summary.data
+    )
     rows = usage.data if isinstance(usage.data, list) else json.loads(usage.data)
-    assert rows[-1] == {"phase": "total", "calls": 2, "failed calls": 0, "prompt tokens": 10, "completion tokens": 6, "cost (USD)": 0.0}
+    assert rows[-1] == {
+        "phase": "total",
+        "calls": 2,
+        "failed calls": 0,
+        "prompt tokens": 10,
+        "completion tokens": 6,
+        "cost (USD)": 0.0,
+    }
     assert [r["phase"] for r in rows] == ["One", "Two", "total"]
 
 
-async def test_phase_moments_reach_prefects_event_feed(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write) -> None:
+async def test_phase_moments_reach_prefects_event_feed(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
     path = write("evented", head("evented") + "## Phase: Solo\n\n### Steps\n- agent: a - go\n")
@@ -306,10 +437,15 @@ async def test_phase_moments_reach_prefects_event_feed(llm: FakeOpenAIServer, ov
     assert result.state == "COMPLETED"
     wanted = {"taskmark.phase.started", "taskmark.phase.completed", "taskmark.execution.completed"}
     names: set[str] = set()
-    query = EventFilter(event=EventNameFilter(prefix=["taskmark."]), resource=EventResourceFilter(labels={"prefect.resource.id": ["taskmark.*evented*"]}))
+    query = EventFilter(
+        event=EventNameFilter(prefix=["taskmark."]),
+        resource=EventResourceFilter(labels={"prefect.resource.id": ["taskmark.*evented*"]}),
+    )
     async with get_client() as client:
         for _ in range(60):  # the server persists events a moment after they are sent
-            response = await client.request("POST", "/events/filter", json={"filter": query.model_dump(mode="json"), "limit": 50})
+            response = await client.request(
+                "POST", "/events/filter", json={"filter": query.model_dump(mode="json"), "limit": 50}
+            )
             names = {e["event"] for e in response.json()["events"]}
             if names >= wanted:
                 break

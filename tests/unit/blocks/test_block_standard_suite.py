@@ -27,9 +27,7 @@ def test_secret_fields_are_declared_secret() -> None:
 
 def test_repr_and_dump_hide_the_key() -> None:
     canary = "sk-canary-0123456789abcdef"
-    block = LLMProvider(
-        model="gpt-4o-mini", api_key=canary, extra_headers={"Authorization": f"Bearer {canary}"}
-    )
+    block = LLMProvider(model="gpt-4o-mini", api_key=canary, extra_headers={"Authorization": f"Bearer {canary}"})
     assert canary not in repr(block)
     assert canary not in str(block)
     assert canary not in block.model_dump_json()

@@ -32,9 +32,7 @@ def test_import_does_not_import_litellm() -> None:
         "assert 'litellm' not in sys.modules, 'litellm imported'\n"
         "assert 'xllamacpp' not in sys.modules, 'xllamacpp imported'\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
 
 

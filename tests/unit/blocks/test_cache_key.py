@@ -55,12 +55,19 @@ def test_policy_needs_a_provider_and_messages() -> None:
 def test_scope_separates_answers() -> None:
     base = _key(LLMProvider(model="m"))
     assert request_cache_key(LLMProvider(model="m"), MESSAGES, scope="run-1/A/inference/w/0") != base
-    scoped = LLM_REQUEST_CACHE.compute_key(None, {"provider": LLMProvider(model="m"), "messages": MESSAGES, "scope": "s"}, {})  # type: ignore[arg-type]
+    scoped = LLM_REQUEST_CACHE.compute_key(
+        None, {"provider": LLMProvider(model="m"), "messages": MESSAGES, "scope": "s"}, {}
+    )  # type: ignore[arg-type]
     assert scoped == "taskmark-llm-" + request_cache_key(LLMProvider(model="m"), MESSAGES, scope="s")
 
 
 def test_cache_options() -> None:
-    assert llm_cache_options(None) == {"cache_policy": LLM_REQUEST_CACHE, "cache_expiration": None, "refresh_cache": False, "persist_result": True}
+    assert llm_cache_options(None) == {
+        "cache_policy": LLM_REQUEST_CACHE,
+        "cache_expiration": None,
+        "refresh_cache": False,
+        "persist_result": True,
+    }
     assert llm_cache_options(None, refresh=True)["refresh_cache"] is True
     options = llm_cache_options(3600)
     assert options["cache_expiration"] == timedelta(hours=1)

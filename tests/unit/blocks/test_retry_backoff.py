@@ -97,8 +97,6 @@ async def test_budget_spent_reports_the_attempts() -> None:
         return None
 
     with pytest.raises(RetriesExhausted) as info:
-        await call_with_retries(
-            call, classify=lambda _e: _failure(True), max_retries=2, backoff=Backoff(), sleep=sleep
-        )
+        await call_with_retries(call, classify=lambda _e: _failure(True), max_retries=2, backoff=Backoff(), sleep=sleep)
     assert info.value.attempts == 3
     assert info.value.error.msg.endswith("(gave up after 3 attempts)")

@@ -29,9 +29,7 @@ SCHEMA = {
 
 
 def test_pydantic_schema_returns_an_instance() -> None:
-    assert parse_reply('{"category": "macro", "confidence": 0.5}', Verdict) == Verdict(
-        category="macro", confidence=0.5
-    )
+    assert parse_reply('{"category": "macro", "confidence": 0.5}', Verdict) == Verdict(category="macro", confidence=0.5)
 
 
 def test_code_fences_are_tolerated() -> None:
@@ -42,7 +40,11 @@ def test_code_fences_are_tolerated() -> None:
     ("reply", "schema", "reason"),
     [
         ("Sure! Here it is", SCHEMA, "not JSON (Expecting value at position 0)"),
-        ('{"category": "sports"}', SCHEMA, "does not match the schema: category: 'sports' is not one of ['macro', 'news']"),
+        (
+            '{"category": "sports"}',
+            SCHEMA,
+            "does not match the schema: category: 'sports' is not one of ['macro', 'news']",
+        ),
         ("{}", SCHEMA, "does not match the schema: (root): 'category' is a required property"),
         ('{"category": "macro"}', Verdict, "does not match the schema: confidence: Field required"),
         ("nope", Verdict, "not JSON (Invalid JSON: expected ident at line 1 column 2)"),
@@ -65,7 +67,9 @@ def test_response_format_carries_the_schema() -> None:
 
 
 def test_instruction_joins_an_existing_system_message() -> None:
-    messages = with_instruction([{"role": "system", "content": "You classify."}, {"role": "user", "content": "q"}], SCHEMA)
+    messages = with_instruction(
+        [{"role": "system", "content": "You classify."}, {"role": "user", "content": "q"}], SCHEMA
+    )
     assert len(messages) == 2
     assert messages[0]["content"].startswith("You classify.\n\nReply with only one JSON value")
     alone = with_instruction([{"role": "user", "content": "q"}], SCHEMA)

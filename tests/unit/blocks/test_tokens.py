@@ -50,9 +50,7 @@ async def test_an_unknown_model_counts_with_cl100k(model: str, api_base: str | N
     assert await LLMProvider(model=model, api_base=api_base).count_tokens([TEXT, ""]) == [CL100K, 0]
 
 
-@pytest.mark.parametrize(
-    "model", ["groq/llama-3.1-8b-instant", "replicate/meta/llama-2-70b-chat", "command-r"]
-)
+@pytest.mark.parametrize("model", ["groq/llama-3.1-8b-instant", "replicate/meta/llama-2-70b-chat", "command-r"])
 async def test_a_tokenizer_that_would_be_downloaded_falls_back_at_once(model: str) -> None:
     # litellm would fetch these from the Hugging Face Hub (and retry for ~23 s offline).
     started = time.perf_counter()
@@ -106,7 +104,9 @@ async def test_a_counting_failure_is_a_provider_error(monkeypatch: pytest.Monkey
         raise RuntimeError("tokenizer exploded")
 
     monkeypatch.setattr(litellm(), "token_counter", broken)
-    with pytest.raises(ProviderError, match=r"gpt-4o-mini: model 'gpt-4o-mini' failed \(RuntimeError, permanent\): tokenizer exploded"):
+    with pytest.raises(
+        ProviderError, match=r"gpt-4o-mini: model 'gpt-4o-mini' failed \(RuntimeError, permanent\): tokenizer exploded"
+    ):
         await LLMProvider(model="gpt-4o-mini").count_tokens([TEXT])
 
 

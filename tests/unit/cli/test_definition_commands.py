@@ -49,14 +49,27 @@ def test_validate_json_for_editors(corpus: Path) -> None:
     result = runner.invoke(app, ["validate", "--format", "json", "invalid/retry-bounds.md"])
     assert result.exit_code == 1
     assert json.loads(result.stdout) == [
-        {"path": "invalid/retry-bounds.md", "line": 7, "column": 22, "severity": "error",
-         "message": "retry.maxAttempts: input should be greater than or equal to 1; found 0"},
-        {"path": "invalid/retry-bounds.md", "line": 7, "column": 36, "severity": "error",
-         "message": "retry.backoffMs: input should be greater than or equal to 0; found -5"},
+        {
+            "path": "invalid/retry-bounds.md",
+            "line": 7,
+            "column": 22,
+            "severity": "error",
+            "message": "retry.maxAttempts: input should be greater than or equal to 1; found 0",
+        },
+        {
+            "path": "invalid/retry-bounds.md",
+            "line": 7,
+            "column": 36,
+            "severity": "error",
+            "message": "retry.backoffMs: input should be greater than or equal to 0; found -5",
+        },
     ]
 
 
-@pytest.mark.parametrize("args", [["validate", "missing.md"], ["validate"], ["graph", "missing.md"], ["validate", "--format", "xml", "valid"]])
+@pytest.mark.parametrize(
+    "args",
+    [["validate", "missing.md"], ["validate"], ["graph", "missing.md"], ["validate", "--format", "xml", "valid"]],
+)
 def test_usage_errors_exit_2(corpus: Path, args: list[str]) -> None:
     assert runner.invoke(app, args).exit_code == 2
 
@@ -79,12 +92,20 @@ def test_graph_mermaid_dot_json(corpus: Path) -> None:
     mermaid = runner.invoke(app, ["graph", "valid/full.md"])
     assert mermaid.exit_code == 0
     assert mermaid.stdout.splitlines() == [
-        "flowchart TD", '    p0["Research ∥"]', '    p1["Draft"]', '    p2["Publish"]', "    p0 --> p1", "    p1 --> p2",
+        "flowchart TD",
+        '    p0["Research ∥"]',
+        '    p1["Draft"]',
+        '    p2["Publish"]',
+        "    p0 --> p1",
+        "    p1 --> p2",
     ]
     dot = runner.invoke(app, ["graph", "--format", "dot", "valid/full.md"])
     assert "p0 -> p1;" in dot.stdout and dot.stdout.startswith('digraph "full-tour" {')
     graph = json.loads(runner.invoke(app, ["graph", "--format", "json", "valid/full.md"]).stdout)
-    assert graph["edges"] == [{"from": "Research", "to": "Draft", "kind": "requires"}, {"from": "Draft", "to": "Publish", "kind": "requires"}]
+    assert graph["edges"] == [
+        {"from": "Research", "to": "Draft", "kind": "requires"},
+        {"from": "Draft", "to": "Publish", "kind": "requires"},
+    ]
 
 
 def test_graph_of_invalid_definition_exits_1(corpus: Path) -> None:

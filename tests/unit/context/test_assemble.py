@@ -31,10 +31,18 @@ def test_items_come_in_tier_order() -> None:
     ]
     bundle = assemble(candidates, budget=1000, count=words)
     assert [(i.id, i.tier) for i in bundle.items] == [
-        ("index", 0), ("phase:Gather", 1), ("phase:Draft", 2), ("doc:b.md", 3), ("refers:ledger/Verdict", 3),
+        ("index", 0),
+        ("phase:Gather", 1),
+        ("phase:Draft", 2),
+        ("doc:b.md", 3),
+        ("refers:ledger/Verdict", 3),
     ]
     assert [i.reason for i in bundle.items] == [
-        "index: always first, in full", "required by dependsOn", "completed phase of this run", "document of the phase", "referred to by refers:",
+        "index: always first, in full",
+        "required by dependsOn",
+        "completed phase of this run",
+        "document of the phase",
+        "referred to by refers:",
     ]
     assert bundle.left_out == () and bundle.used == sum(i.tokens for i in bundle.items) and bundle.budget == 1000
 
@@ -53,7 +61,10 @@ def test_ranked_candidates_come_by_score_then_id_and_say_their_rank() -> None:
 
 
 def test_of_two_candidates_with_one_id_the_first_in_tier_order_wins() -> None:
-    candidates = [Candidate("phase:A", "phase", "phase A", "later"), Candidate("phase:A", "requires", "phase A", "first")]
+    candidates = [
+        Candidate("phase:A", "phase", "phase A", "later"),
+        Candidate("phase:A", "requires", "phase A", "first"),
+    ]
     bundle = assemble(candidates, budget=100, count=words)
     assert [(i.id, i.text) for i in bundle.items] == [("phase:A", "first")]
     assert [(o.id, o.reason) for o in bundle.left_out] == [("phase:A", "duplicate id")]
@@ -99,7 +110,9 @@ def test_an_item_is_left_out_when_too_few_tokens_are_left_but_a_smaller_later_on
     ]
     bundle = assemble(candidates, budget=110, count=words)
     assert [i.id for i in bundle.items] == ["phase:A", "phase:C"]
-    assert [(o.id, o.tier, o.tokens, o.reason) for o in bundle.left_out] == [("phase:B", 1, 90, "budget exhausted (20 tokens left)")]
+    assert [(o.id, o.tier, o.tokens, o.reason) for o in bundle.left_out] == [
+        ("phase:B", 1, 90, "budget exhausted (20 tokens left)")
+    ]
     assert bundle.used == 92
 
 
@@ -123,7 +136,11 @@ def test_pins_too_large_together_share_what_is_left_and_the_last_gives_way_below
     docs = [Candidate(f"doc:{n}.md", "document", f"{n}.md", text_of(size)) for n, size in ((1, 300), (2, 20), (3, 300))]
     choice = Choice(pin=("doc:3.md", "doc:1.md", "doc:2.md"))
     bundle = assemble(docs, budget=220, count=words, choice=choice)
-    assert [(i.id, i.shortened) for i in bundle.items] == [("doc:3.md", "extract"), ("doc:1.md", "extract"), ("doc:2.md", None)]
+    assert [(i.id, i.shortened) for i in bundle.items] == [
+        ("doc:3.md", "extract"),
+        ("doc:1.md", "extract"),
+        ("doc:2.md", None),
+    ]
     assert all(i.tokens <= 100 for i in bundle.items) and bundle.used <= 220
 
     bundle = assemble(docs, budget=80, count=words, choice=choice, min_item_tokens=32)
@@ -134,7 +151,11 @@ def test_pins_too_large_together_share_what_is_left_and_the_last_gives_way_below
 
 
 def test_excludes_and_unknown_ids_are_reported() -> None:
-    candidates = [INDEX, Candidate("phase:A", "requires", "phase A", "fact"), Candidate("doc:a.md", "document", "a.md", "doc")]
+    candidates = [
+        INDEX,
+        Candidate("phase:A", "requires", "phase A", "fact"),
+        Candidate("doc:a.md", "document", "a.md", "doc"),
+    ]
     choice = Choice(pin=("doc:a.md", "doc:nope.md"), exclude=("doc:a.md", "phase:A", "phase:Nope"), note="why")
     bundle = assemble(candidates, budget=100, count=words, choice=choice)
     assert [i.id for i in bundle.items] == ["index"] and bundle.note == "why"
@@ -147,9 +168,17 @@ def test_excludes_and_unknown_ids_are_reported() -> None:
 
 
 def test_the_same_inputs_in_any_order_give_the_same_bundle() -> None:
-    candidates = [INDEX] + [
-        Candidate(f"doc:{n}.md", "document", f"{n}.md", text_of(20 + 13 * n), score=(n % 3) / 3 or None) for n in range(12)
-    ] + [Candidate(f"phase:{n}", kind, f"phase {n}", text_of(250)) for n, kind in enumerate(("requires", "phase", "phase"))]
+    candidates = (
+        [INDEX]
+        + [
+            Candidate(f"doc:{n}.md", "document", f"{n}.md", text_of(20 + 13 * n), score=(n % 3) / 3 or None)
+            for n in range(12)
+        ]
+        + [
+            Candidate(f"phase:{n}", kind, f"phase {n}", text_of(250))
+            for n, kind in enumerate(("requires", "phase", "phase"))
+        ]
+    )
     choice = Choice(pin=("doc:7.md", "phase:2"), exclude=("doc:3.md",))
     first = assemble(candidates, budget=700, count=words, choice=choice)
     shuffled = candidates[:]

@@ -20,7 +20,9 @@ def bundle() -> Bundle:
         Candidate("doc:a.md", "document", "a.md", "Tides rise. " * 100, score=0.4),
         Candidate("doc:b.md", "document", "b.md", "Bread."),
     ]
-    return assemble(candidates, budget=100, count=words, choice=Choice(pin=("doc:b.md",), exclude=("doc:c.md",), note="b first"))
+    return assemble(
+        candidates, budget=100, count=words, choice=Choice(pin=("doc:b.md",), exclude=("doc:c.md",), note="b first")
+    )
 
 
 def test_json_round_trip() -> None:
@@ -43,7 +45,12 @@ def test_with_text_replaces_one_items_text_and_changes_the_hash() -> None:
     assert item.id == "doc:a.md" and item.shortened == "extract"
     summarised = original.with_text("doc:a.md", "The sea rises twice daily.", 5, "llm")
     new = summarised.items[1]
-    assert (new.text, new.tokens, new.shortened, new.original_tokens) == ("The sea rises twice daily.", 5, "llm", item.original_tokens)
+    assert (new.text, new.tokens, new.shortened, new.original_tokens) == (
+        "The sea rises twice daily.",
+        5,
+        "llm",
+        item.original_tokens,
+    )
     assert new.reason == f"{item.reason}; summarised by the model to 5 tokens"
     assert summarised.used == original.used - item.tokens + 5
     assert summarised.hash != original.hash and summarised.items[0] == original.items[0]

@@ -9,14 +9,23 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import taskmark.context._retrieve as retrieve
-
 from taskmark.context import Candidate, DocumentIndex, EmbeddingIndex, index_for
 
 DOCS = [
     Candidate("doc:bread.md", "document", "bread.md", "Sourdough bread needs a starter, flour and water. Bake it hot."),
     Candidate("doc:chess.md", "document", "chess.md", "The Sicilian defence is a chess opening for black."),
-    Candidate("doc:tides.md", "document", "tides.md", "Tides rise twice a day: the moon pulls the sea. Spring tides follow the full moon."),
-    Candidate("refers:ledger/Verdict", "refers", "ledger/Verdict (run 1a2b3c4d)", "Verdict: the moon and tides report is sound."),
+    Candidate(
+        "doc:tides.md",
+        "document",
+        "tides.md",
+        "Tides rise twice a day: the moon pulls the sea. Spring tides follow the full moon.",
+    ),
+    Candidate(
+        "refers:ledger/Verdict",
+        "refers",
+        "ledger/Verdict (run 1a2b3c4d)",
+        "Verdict: the moon and tides report is sound.",
+    ),
 ]
 
 
@@ -44,8 +53,10 @@ def test_the_index_is_built_once_per_set_of_documents() -> None:
     first = index_for(DOCS)
     assert index_for(list(DOCS)) is first
     assert index_for(DOCS[:2]) is not first
-    assert index_for([*DOCS[:3], Candidate("refers:ledger/Verdict", "refers", "ledger/Verdict (run 9)", DOCS[3].text)]) is not first
-
+    assert (
+        index_for([*DOCS[:3], Candidate("refers:ledger/Verdict", "refers", "ledger/Verdict (run 9)", DOCS[3].text)])
+        is not first
+    )
 
 
 def test_calls_asking_at_once_for_the_same_index_build_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,7 +83,9 @@ def test_calls_asking_at_once_for_the_same_index_build_it_once(monkeypatch: pyte
 
 # Nothing in these shares a term with the question but its meaning: TF-IDF cannot find it.
 PARAPHRASED = [
-    Candidate("doc:car.md", "document", "car.md", "An automobile engine burns petrol; fill the tank before a long drive."),
+    Candidate(
+        "doc:car.md", "document", "car.md", "An automobile engine burns petrol; fill the tank before a long drive."
+    ),
     Candidate("doc:bread.md", "document", "bread.md", DOCS[0].text),
     Candidate("doc:chess.md", "document", "chess.md", DOCS[1].text),
 ]

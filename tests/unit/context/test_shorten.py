@@ -33,7 +33,10 @@ def test_the_central_sentences_are_kept_in_order_with_the_first_and_its_heading(
 
 
 def test_a_gap_within_a_line_and_at_the_end_is_marked() -> None:
-    assert shorten("Tides rise. Cats purr loudly at night. Tides fall. Cats sleep all day long.", 6, words) == "Tides rise. … Tides fall. …"
+    assert (
+        shorten("Tides rise. Cats purr loudly at night. Tides fall. Cats sleep all day long.", 6, words)
+        == "Tides rise. … Tides fall. …"
+    )
 
 
 def test_a_first_sentence_too_long_is_cut_at_a_word() -> None:

@@ -56,8 +56,12 @@ def errors(path: Path) -> list[str]:
 
 
 def test_context_options_take_camel_case_and_snake_case_keys() -> None:
-    options = ContextOptions.model_validate({"budgetTokens": 500, "summarize": "llm", "retrieval": {"k": 3}, "template": "{{ prompt }}"})
-    assert options == ContextOptions(budget_tokens=500, summarize="llm", retrieval=Retrieval(k=3), template="{{ prompt }}")
+    options = ContextOptions.model_validate(
+        {"budgetTokens": 500, "summarize": "llm", "retrieval": {"k": 3}, "template": "{{ prompt }}"}
+    )
+    assert options == ContextOptions(
+        budget_tokens=500, summarize="llm", retrieval=Retrieval(k=3), template="{{ prompt }}"
+    )
     assert ContextOptions.model_validate({"retrieval": True}).retrieval == Retrieval(k=5)
     assert ContextOptions.model_validate({"retrieval": False}).retrieval is None
     assert ContextOptions() == ContextOptions(budget_tokens=None, summarize="extract", retrieval=None, template=None)
@@ -67,14 +71,28 @@ def test_retrieval_ranks_by_tfidf_unless_embeddings_are_asked_for(tmp_path: Path
     assert ContextOptions.model_validate({"retrieval": {"k": 2}}).retrieval == Retrieval(k=2, method="tfidf")
     path = write(tmp_path, "f.md", definition("f", phase("A", "context: {retrieval: {k: 2, method: embeddings}}\n")))
     context = load_definition(path).phases[0].options.context
-    assert context is not None and context.retrieval is not None and context.retrieval.model_dump() == {"k": 2, "method": "embeddings"}
+    assert (
+        context is not None
+        and context.retrieval is not None
+        and context.retrieval.model_dump() == {"k": 2, "method": "embeddings"}
+    )
     wrong = write(tmp_path, "g.md", definition("g", phase("B", "context: {retrieval: {method: meaning}}\n")))
-    assert errors(wrong) == [f"{at(wrong, 'meaning')}: error: context.retrieval.method: input should be 'tfidf' or 'embeddings'; found 'meaning'"]
+    assert errors(wrong) == [
+        f"{at(wrong, 'meaning')}: error: context.retrieval.method: input should be 'tfidf' or 'embeddings'; found 'meaning'"
+    ]
 
 
-def test_retrieval_by_embeddings_without_the_extra_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retrieval_by_embeddings_without_the_extra_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(context_module, "embeddings_available", lambda: False)
-    path = write(tmp_path, "f.md", definition("f", phase("A", "documents: [notes.md]\n"), meta="context: {retrieval: {k: 2, method: embeddings}}\n"))
+    path = write(
+        tmp_path,
+        "f.md",
+        definition(
+            "f", phase("A", "documents: [notes.md]\n"), meta="context: {retrieval: {k: 2, method: embeddings}}\n"
+        ),
+    )
     write(tmp_path, "notes.md", "Notes.")
     assert errors(path) == [
         f"{at(path, 'embeddings')}: error: retrieval by embeddings needs the embeddings extra, which is not installed here: "
@@ -131,7 +149,11 @@ def test_context_templates_are_checked_in_metadata_phases_and_agents(tmp_path: P
         "f.md",
         definition(
             "f",
-            phase("A", 'context: {template: "{{ items }}{{ promt }}"}\n', "- agent: helper - Help.\n- agent: inline - Help.\n\n### Agents\n```yaml\ninline: {systemPrompt: Hi, context: {template: \"{{ nope }}\"}}\n```"),
+            phase(
+                "A",
+                'context: {template: "{{ items }}{{ promt }}"}\n',
+                '- agent: helper - Help.\n- agent: inline - Help.\n\n### Agents\n```yaml\ninline: {systemPrompt: Hi, context: {template: "{{ nope }}"}}\n```',
+            ),
             meta='context: {template: "{% for item in items %}{{ item.text }}{% endfor %}{{ prompt }}{{ note }}"}\n',
         ),
     )
@@ -144,18 +166,27 @@ def test_context_templates_are_checked_in_metadata_phases_and_agents(tmp_path: P
 
 
 def test_agents_carry_their_context_options(tmp_path: Path) -> None:
-    write(tmp_path, "agents/reader.md", "---\nmodel: m\ncontext: {budgetTokens: 700, retrieval: true}\n---\nYou read.\n")
+    write(
+        tmp_path, "agents/reader.md", "---\nmodel: m\ncontext: {budgetTokens: 700, retrieval: true}\n---\nYou read.\n"
+    )
     path = write(
         tmp_path,
         "f.md",
         definition(
             "f",
-            phase("A", "", "- agent: reader - Read.\n- agent: plain - Say.\n- agent: inline - Say.\n\n### Agents\n```yaml\ninline: {context: {summarize: llm}}\nplain: {}\n```"),
+            phase(
+                "A",
+                "",
+                "- agent: reader - Read.\n- agent: plain - Say.\n- agent: inline - Say.\n\n### Agents\n```yaml\ninline: {context: {summarize: llm}}\nplain: {}\n```",
+            ),
         ),
     )
     agents = load_definition(path).agents
     reader, inline = agents["reader"].context, agents["inline"].context
-    assert reader is not None and reader.model_dump() == ContextOptions(budget_tokens=700, retrieval=Retrieval(k=5)).model_dump()
+    assert (
+        reader is not None
+        and reader.model_dump() == ContextOptions(budget_tokens=700, retrieval=Retrieval(k=5)).model_dump()
+    )
     assert inline is not None and inline.model_fields_set == {"summarize"} and inline.summarize == "llm"
     assert agents["plain"].context is None
 
@@ -170,7 +201,10 @@ def test_links_within_the_definition_are_checked_and_located(tmp_path: Path) -> 
         definition(
             "f",
             phase("Gather", "refers: Gather\n")
-            + phase("Summary", "refers: [Gather, Sumary, f/Sumary]\nduplicates: [Gathr]\nrelatesTo: [Elsewhere, /Gather, f/]\n"),
+            + phase(
+                "Summary",
+                "refers: [Gather, Sumary, f/Sumary]\nduplicates: [Gathr]\nrelatesTo: [Elsewhere, /Gather, f/]\n",
+            ),
         ),
     )
     assert errors(path) == [
@@ -188,7 +222,11 @@ def test_a_phase_may_refer_to_its_own_earlier_runs_and_refers_may_form_cycles(tm
     path = write(
         tmp_path,
         "f.md",
-        definition("f", phase("A", "refers: [B, f/A]\n") + phase("B", "dependsOn: A\nrefers: [A, f/B]\nduplicates: A\nrelatesTo: f/A\n")),
+        definition(
+            "f",
+            phase("A", "refers: [B, f/A]\n")
+            + phase("B", "dependsOn: A\nrefers: [A, f/B]\nduplicates: A\nrelatesTo: f/A\n"),
+        ),
     )
     loaded = load_definition(path)
     assert loaded.phase("A").options.refers == ["B", "f/A"]
@@ -196,15 +234,23 @@ def test_a_phase_may_refer_to_its_own_earlier_runs_and_refers_may_form_cycles(tm
 
 
 def test_a_depends_on_cycle_is_still_an_error_beside_refers(tmp_path: Path) -> None:
-    path = write(tmp_path, "f.md", definition("f", phase("A", "dependsOn: B\nrefers: B\n") + phase("B", "dependsOn: A\nrefers: A\n")))
+    path = write(
+        tmp_path,
+        "f.md",
+        definition("f", phase("A", "dependsOn: B\nrefers: B\n") + phase("B", "dependsOn: A\nrefers: A\n")),
+    )
     assert errors(path) == [f"{at(path, 'B', 0)}: error: dependency cycle: A → B → A (each phase depends on the next)"]
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """Definitions side by side, and files that are not definitions."""
-    write(tmp_path, "research.md", definition("market-research", phase("Collect") + phase("Rank", "dependsOn: Collect\n")))
-    write(tmp_path, "broken.md", definition("broken-flow", phase("Only", "dependsOn: [Nowhere]\n")))  # its errors are its own
+    write(
+        tmp_path, "research.md", definition("market-research", phase("Collect") + phase("Rank", "dependsOn: Collect\n"))
+    )
+    write(
+        tmp_path, "broken.md", definition("broken-flow", phase("Only", "dependsOn: [Nowhere]\n"))
+    )  # its errors are its own
     write(tmp_path, "README.md", "# Notes\n\nNot a definition.\n")
     write(tmp_path, "agents/writer.md", "You write.\n")
     write(tmp_path, "nested/deep.md", definition("deep-flow", phase("Hidden")))
@@ -212,7 +258,14 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_refers_to_a_phase_of_another_definition_in_the_folder(folder: Path) -> None:
-    path = write(folder, "report.md", definition("report", phase("Write", "refers: [market-research/Rank, broken-flow/Only]\nrelatesTo: market-research/Collect\n")))
+    path = write(
+        folder,
+        "report.md",
+        definition(
+            "report",
+            phase("Write", "refers: [market-research/Rank, broken-flow/Only]\nrelatesTo: market-research/Collect\n"),
+        ),
+    )
     loaded = load_definition(path)
     assert loaded.phase("Write").options.refers == ["market-research/Rank", "broken-flow/Only"]
 
@@ -221,7 +274,13 @@ def test_unknown_definition_or_phase_in_the_folder(folder: Path) -> None:
     path = write(
         folder,
         "report.md",
-        definition("report", phase("Write", "refers: [market-reserch/Rank, market-research/Rnak, deep-flow/Hidden]\nduplicates: market-research/Nothing Like It\n")),
+        definition(
+            "report",
+            phase(
+                "Write",
+                "refers: [market-reserch/Rank, market-research/Rnak, deep-flow/Hidden]\nduplicates: market-research/Nothing Like It\n",
+            ),
+        ),
     )
     shown = folder.as_posix()
     assert errors(path) == [
@@ -241,7 +300,14 @@ def test_the_folder_is_read_once_per_validation(folder: Path, monkeypatch: pytes
         return original(path)
 
     monkeypatch.setattr(context_module, "_read_sibling", counting)
-    path = write(folder, "report.md", definition("report", phase("A", "refers: [market-research/Rank, x/Y]\n") + phase("B", "refers: market-research/Collect\n")))
+    path = write(
+        folder,
+        "report.md",
+        definition(
+            "report",
+            phase("A", "refers: [market-research/Rank, x/Y]\n") + phase("B", "refers: market-research/Collect\n"),
+        ),
+    )
     validate_file(path)
     assert sorted(read) == ["README.md", "broken.md", "research.md"]  # not report.md itself, not nested/
     read.clear()
@@ -276,16 +342,28 @@ def test_documents_match_paths_and_globs(docs: Path) -> None:
     path = write(
         docs,
         "flows/f.md",
-        definition("f", phase("A", "documents: [../docs/*.md, ../docs/**/*.markdown, ../docs/b.txt, ../docs/a.md]\n") + phase("B", "documents: ../shared/conventions.md\n")),
+        definition(
+            "f",
+            phase("A", "documents: [../docs/*.md, ../docs/**/*.markdown, ../docs/b.txt, ../docs/a.md]\n")
+            + phase("B", "documents: ../shared/conventions.md\n"),
+        ),
     )
     loaded = load_definition(path)
     assert loaded.source_dir == docs / "flows"
-    assert loaded.documents(loaded.phase("A")) == [docs / "flows/../docs/a.md", docs / "flows/../docs/b.txt", docs / "flows/../docs/deep/c.markdown"]
+    assert loaded.documents(loaded.phase("A")) == [
+        docs / "flows/../docs/a.md",
+        docs / "flows/../docs/b.txt",
+        docs / "flows/../docs/deep/c.markdown",
+    ]
     assert [p.name for p in loaded.documents(loaded.phase("B"))] == ["conventions.md"]
 
 
 def test_documents_that_match_nothing_or_not_text_are_located(docs: Path) -> None:
-    path = write(docs, "f.md", definition("f", phase("A", "documents: [docs/*.pdf, docs/deep/*, docs/deep/chart.png, docs, docs/**/*.md]\n")))
+    path = write(
+        docs,
+        "f.md",
+        definition("f", phase("A", "documents: [docs/*.pdf, docs/deep/*, docs/deep/chart.png, docs, docs/**/*.md]\n")),
+    )
     assert errors(path) == [
         f"{at(path, 'docs/*.pdf')}: error: documents: 'docs/*.pdf' matches no file in {docs}",
         f"{at(path, 'docs/deep/*')}: error: documents: 'docs/deep/*' matches 'docs/deep/chart.png', which is not markdown or text (.md, .markdown, .txt)",
@@ -306,18 +384,32 @@ def test_metadata_index_resolves_beside_the_definition(docs: Path) -> None:
 
 def test_a_missing_index_is_located(docs: Path) -> None:
     path = write(docs, "f.md", definition("f", phase("A"), meta="index: shared/conventions.txt\n"))
-    assert errors(path) == [f"{at(path, 'shared/')}: error: index: file 'shared/conventions.txt' does not exist (looked for {docs.as_posix()}/shared/conventions.txt)"]
+    assert errors(path) == [
+        f"{at(path, 'shared/')}: error: index: file 'shared/conventions.txt' does not exist (looked for {docs.as_posix()}/shared/conventions.txt)"
+    ]
     path = write(docs, "g.md", definition("g", phase("A"), meta="index: shared\n"))
-    assert errors(path) == [f"{at(path, 'shared')}: error: index: 'shared' is a folder; expected a markdown or text file"]
+    assert errors(path) == [
+        f"{at(path, 'shared')}: error: index: 'shared' is a folder; expected a markdown or text file"
+    ]
     path = write(docs, "h.md", definition("h", phase("A"), meta="index: docs/deep/chart.png\n"))
-    assert errors(path) == [f"{at(path, 'docs/')}: error: index: 'docs/deep/chart.png' is not markdown or text (.md, .markdown, .txt)"]
+    assert errors(path) == [
+        f"{at(path, 'docs/')}: error: index: 'docs/deep/chart.png' is not markdown or text (.md, .markdown, .txt)"
+    ]
 
 
 def test_one_index_only(docs: Path) -> None:
-    path = write(docs, "f.md", definition("f", phase("A", "index: true\n") + phase("B", "index: true\n") + phase("C", "index: false\n")))
-    assert errors(path) == [f"{at(path, 'true', 1)}: error: phase 'B' is an index phase, but phase 'A' already is (line 7); a definition has one index"]
+    path = write(
+        docs,
+        "f.md",
+        definition("f", phase("A", "index: true\n") + phase("B", "index: true\n") + phase("C", "index: false\n")),
+    )
+    assert errors(path) == [
+        f"{at(path, 'true', 1)}: error: phase 'B' is an index phase, but phase 'A' already is (line 7); a definition has one index"
+    ]
     path = write(docs, "g.md", definition("g", phase("A", "index: true\n"), meta="index: shared/conventions.md\n"))
-    assert errors(path) == [f"{at(path, 'true')}: error: phase 'A' is an index phase, but the metadata already names the index document 'shared/conventions.md' (line 5); keep one"]
+    assert errors(path) == [
+        f"{at(path, 'true')}: error: phase 'A' is an index phase, but the metadata already names the index document 'shared/conventions.md' (line 5); keep one"
+    ]
 
 
 def test_every_phase_not_upstream_of_the_index_phase_waits_for_it(tmp_path: Path) -> None:
@@ -363,8 +455,14 @@ def linked(folder: Path) -> Definition:
         definition(
             "report",
             phase("Plan", "index: true\n")
-            + phase("Draft", "dependsOn: Plan\nparallel: true\nrefers: [market-research/Rank, report/Draft]\ndocuments: docs/*.md\nreview: context\n")
-            + phase("Check", 'dependsOn: Draft\nduplicates: Draft\nrelatesTo: market-research/Collect\ndocuments: [docs/*.md, docs/a.md]\nrefers: Draft\n'),
+            + phase(
+                "Draft",
+                "dependsOn: Plan\nparallel: true\nrefers: [market-research/Rank, report/Draft]\ndocuments: docs/*.md\nreview: context\n",
+            )
+            + phase(
+                "Check",
+                "dependsOn: Draft\nduplicates: Draft\nrelatesTo: market-research/Collect\ndocuments: [docs/*.md, docs/a.md]\nrefers: Draft\n",
+            ),
         ),
     )
     return load_definition(path)
@@ -434,18 +532,32 @@ def test_json_gives_each_edge_its_kind(linked: Definition) -> None:
         {"from": "docs/a.md", "to": "Check", "kind": "documents"},
     ]
     draft = graph["phases"][1]
-    assert (draft["refers"], draft["documents"], draft["index"], draft["review"]) == (["market-research/Rank", "report/Draft"], ["docs/*.md"], False, "context")
+    assert (draft["refers"], draft["documents"], draft["index"], draft["review"]) == (
+        ["market-research/Rank", "report/Draft"],
+        ["docs/*.md"],
+        False,
+        "context",
+    )
     assert graph["phases"][0]["index"] is True
 
 
 def test_the_metadata_index_is_a_node_of_its_own(docs: Path) -> None:
     loaded = load_definition(write(docs, "f.md", definition("f", phase("A"), meta="index: shared/conventions.md\n")))
-    assert render_graph(loaded, "mermaid").splitlines() == ["flowchart TD", '    p0["A"]', '    idx[["index: shared/conventions.md"]]']
+    assert render_graph(loaded, "mermaid").splitlines() == [
+        "flowchart TD",
+        '    p0["A"]',
+        '    idx[["index: shared/conventions.md"]]',
+    ]
     assert '    idx [label="index: shared/conventions.md", shape=note];' in render_graph(loaded, "dot")
     assert json.loads(render_graph(loaded, "json"))["index"] == "shared/conventions.md"
 
 
 def test_a_definition_without_links_draws_as_before(tmp_path: Path) -> None:
-    loaded = load_definition(write(tmp_path, "f.md", definition("f", phase("A") + phase("B", "dependsOn: A\nparallel: true\n"))))
+    loaded = load_definition(
+        write(tmp_path, "f.md", definition("f", phase("A") + phase("B", "dependsOn: A\nparallel: true\n")))
+    )
     assert render_graph(loaded, "mermaid") == 'flowchart TD\n    p0["A"]\n    p1["B ∥"]\n    p0 --> p1'
-    assert render_graph(loaded, "dot") == 'digraph "f" {\n    rankdir=TB;\n    p0 [label="A", shape=box];\n    p1 [label="B", shape=box, peripheries=2];\n    p0 -> p1;\n}'
+    assert (
+        render_graph(loaded, "dot")
+        == 'digraph "f" {\n    rankdir=TB;\n    p0 [label="A", shape=box];\n    p1 [label="B", shape=box, peripheries=2];\n    p0 -> p1;\n}'
+    )

@@ -20,9 +20,7 @@ def test_corpus_is_large_enough() -> None:
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
-def test_invalid_file_reports_exactly_the_expected_messages(
-    path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_invalid_file_reports_exactly_the_expected_messages(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(path.parent)
     expected = path.with_suffix(".err").read_text(encoding="utf-8")
     report = validate_file(path.name)

@@ -28,7 +28,9 @@ def test_binary_file(tmp_path: Path) -> None:
 def test_wrong_encoding(tmp_path: Path) -> None:
     path = tmp_path / "latin.md"
     path.write_bytes("# Café\n\nna\u00efve".encode("latin-1"))
-    assert _errors(path) == [f"{path}:1:6: error: file is not valid UTF-8: found byte 0xe9; expected a UTF-8 markdown file"]
+    assert _errors(path) == [
+        f"{path}:1:6: error: file is not valid UTF-8: found byte 0xe9; expected a UTF-8 markdown file"
+    ]
 
 
 def test_file_too_large(tmp_path: Path) -> None:
@@ -46,11 +48,14 @@ def test_unreadable_path_is_located(tmp_path: Path) -> None:
 
 def test_yaml_alias_bomb(tmp_path: Path) -> None:
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(9)
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(9)
     )
     path = tmp_path / "bomb.md"
     path.write_text("# T\n\n```yaml\n" + bomb + "```\n")
-    assert f"{path}:5:8: error: YAML aliases (*name) are not allowed in definitions; write the value out" in _errors(path)
+    assert f"{path}:5:8: error: YAML aliases (*name) are not allowed in definitions; write the value out" in _errors(
+        path
+    )
 
 
 def test_deeply_nested_yaml(tmp_path: Path) -> None:
@@ -67,8 +72,18 @@ def test_deeply_nested_markdown(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["\n\n\n", "```yaml\n", "# T\n```yaml\n", "---\n---\n", "## Phase:\n", "# T\n\n## Phase: \n### Steps\n- agent:",
-     "# T\n```yaml\nname: t\n```\n## Phase: A\n### Steps\n- agent: x -  \n", "\ufeff", "\r\r\r", "# \x7f\n"],
+    [
+        "\n\n\n",
+        "```yaml\n",
+        "# T\n```yaml\n",
+        "---\n---\n",
+        "## Phase:\n",
+        "# T\n\n## Phase: \n### Steps\n- agent:",
+        "# T\n```yaml\nname: t\n```\n## Phase: A\n### Steps\n- agent: x -  \n",
+        "\ufeff",
+        "\r\r\r",
+        "# \x7f\n",
+    ],
 )
 def test_odd_text_gives_located_errors(tmp_path: Path, text: str) -> None:
     path = tmp_path / "odd.md"

@@ -169,7 +169,9 @@ def test_errors_are_all_collected_and_sorted(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["class", "two words", "1st"])
 def test_requirement_names_must_be_usable_as_parameters(tmp_path: Path, name: str) -> None:
     path = tmp_path / "f.md"
-    path.write_text(f'# F\n\n```yaml\nname: f\nrequirements:\n  "{name}": string\n```\n\n## Phase: A\n\n### Steps\n- note\n')
+    path.write_text(
+        f'# F\n\n```yaml\nname: f\nrequirements:\n  "{name}": string\n```\n\n## Phase: A\n\n### Steps\n- note\n'
+    )
     with pytest.raises(DefinitionError, match="must be an identifier"):
         load_definition(path)
 

@@ -11,8 +11,28 @@ from taskmark.definition import load_definition
 from taskmark.errors import DefinitionError
 
 VALID = (Path(__file__).parent / "data" / "valid" / "full.md").read_text(encoding="utf-8")
-FRAGMENTS = ["## Phase: ", "### Steps\n", "- agent: writer - ", "{{", "}}", "{%", "```yaml\n", "```\n",
-             "dependsOn: ", "parallel: ", "[", "]", ":", "\n", "- validation: ", "&a ", "*a", "\t", "\x00", "- aggregate: "]
+FRAGMENTS = [
+    "## Phase: ",
+    "### Steps\n",
+    "- agent: writer - ",
+    "{{",
+    "}}",
+    "{%",
+    "```yaml\n",
+    "```\n",
+    "dependsOn: ",
+    "parallel: ",
+    "[",
+    "]",
+    ":",
+    "\n",
+    "- validation: ",
+    "&a ",
+    "*a",
+    "\t",
+    "\x00",
+    "- aggregate: ",
+]
 
 
 def _load(tmp: Path, data: bytes) -> None:

@@ -12,7 +12,17 @@ from taskmark.definition._templates import check_template
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("30 seconds", 30), ("2m", 120), ("5 minutes", 300), ("1.5 hours", 5400), ("1h30m", 5400), ("1h 30m", 5400), ("500ms", 0.5), ("2 days", 172800)],
+    [
+        ("90s", 90),
+        ("30 seconds", 30),
+        ("2m", 120),
+        ("5 minutes", 300),
+        ("1.5 hours", 5400),
+        ("1h30m", 5400),
+        ("1h 30m", 5400),
+        ("500ms", 0.5),
+        ("2 days", 172800),
+    ],
 )
 def test_time_strings(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -20,7 +30,9 @@ def test_time_strings(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["", "90", 90, "1h30", "5 parsecs", "0s", "-5s", "s", None])
 def test_bad_time_strings_list_the_accepted_forms(text: object) -> None:
-    with pytest.raises(ValueError, match=r'expected a time such as "90s", "30 seconds", "2m", "5 minutes", "1.5 hours", "1h30m"; found'):
+    with pytest.raises(
+        ValueError, match=r'expected a time such as "90s", "30 seconds", "2m", "5 minutes", "1.5 hours", "1h30m"; found'
+    ):
         parse_duration(text)
 
 
@@ -34,7 +46,7 @@ def test_expression_cannot_reach_python() -> None:
     assert check_expression("__import__('os')", ["output"])[0][1].startswith("unknown name '__import__'")
     assert "not allowed" in check_expression("output.__class__", ["output"])[0][1]
     assert "not allowed" in check_expression("[x := 1]", ["output"])[0][1]
-    with pytest.raises(Exception):  # noqa: B017 - simpleeval refuses, whatever its error type
+    with pytest.raises(Exception):
         evaluate("output.__class__", {"output": {}})
 
 
@@ -44,10 +56,16 @@ def test_comprehension_variables_are_known() -> None:
 
 
 def test_template_names_and_references() -> None:
-    check = check_template('{{ a }} {{ phases["X Y"].f }} {{ phases.Z }} {{ steps["s"] }} {% set b = 1 %}{{ b }} {{ range(2) }}', ["a", "phases", "steps"])
+    check = check_template(
+        '{{ a }} {{ phases["X Y"].f }} {{ phases.Z }} {{ steps["s"] }} {% set b = 1 %}{{ b }} {{ range(2) }}',
+        ["a", "phases", "steps"],
+    )
     assert (check.unknown_names, check.keys["phases"], check.keys["steps"]) == ([], ["X Y", "Z"], ["s"])
     assert check_template("{{ c }}", ["a"]).unknown_names == ["c"]
-    assert check_template("line\n{{ a ", ["a"]).syntax_error == (1, "unexpected end of template, expected 'end of print statement'.")
+    assert check_template("line\n{{ a ", ["a"]).syntax_error == (
+        1,
+        "unexpected end of template, expected 'end of print statement'.",
+    )
 
 
 def test_topological_order_keeps_file_order_among_independents() -> None:
