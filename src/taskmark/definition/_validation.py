@@ -77,7 +77,9 @@ def validate_spec(model: type[S], value: object, spans: Spans, reporter: Reporte
             elif kind == "missing":
                 reporter.error(spans.value(loc[:-1]), f"{what}: missing required key '{dotted}'")
             else:
-                message = error["msg"].removeprefix("Value error, ")
+                # A validator's own ValueError is its message as written; pydantic's wording around it is not ours.
+                raised = error.get("ctx", {}).get("error") if kind == "value_error" else None
+                message = str(raised) if isinstance(raised, ValueError) else error["msg"]
                 found = "" if kind == "value_error" else f"; found {_show(error.get('input'))}"
                 message = message[:1].lower() + message[1:]
                 prefix = f"{dotted}: " if dotted else f"{what}: "

@@ -63,9 +63,32 @@ _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
 def _first_problem(text: str) -> tuple[Any, str] | None:
-    """An alias or too deep nesting, found from the event stream before composing."""
+    """An alias or too deep nesting, found from the event stream before composing.
+
+    libyaml has nesting limits of its own, and its scanner reads far ahead of the events
+    (a run of ``[`` is read whole before the first one is parsed), so it can fail before the
+    event at depth :data:`MAX_DEPTH` + 1 is seen. When libyaml fails here, the stream is read
+    again by PyYAML's pure-Python parser, which has no such limit: the error reported is then
+    ours where the nesting is the problem, and libyaml's own where the syntax is, whatever
+    either library's messages and limits are.
+    """
+    try:
+        return _scan(text, _LOADER)
+    except yaml.YAMLError:
+        if _LOADER is yaml.SafeLoader:
+            raise
+        try:
+            problem = _scan(text, yaml.SafeLoader)
+        except yaml.YAMLError:
+            problem = None
+        if problem is None:
+            raise
+        return problem
+
+
+def _scan(text: str, loader: Any) -> tuple[Any, str] | None:  # noqa: ANN401 - a PyYAML loader class
     depth = 0
-    for event in yaml.parse(text, Loader=_LOADER):
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, yaml.AliasEvent):
             return event.start_mark, "YAML aliases (*name) are not allowed in definitions; write the value out"
         if isinstance(event, yaml.CollectionStartEvent):

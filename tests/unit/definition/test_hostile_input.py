@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from taskmark.definition import load_definition, validate_file
+from taskmark.definition import _yaml, load_definition, validate_file
 from taskmark.definition._source import MAX_FILE_BYTES
 from taskmark.errors import DefinitionError
 
@@ -58,10 +59,38 @@ def test_yaml_alias_bomb(tmp_path: Path) -> None:
     )
 
 
-def test_deeply_nested_yaml(tmp_path: Path) -> None:
+@pytest.fixture(params=["libyaml", "python"])
+def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each YAML check holds with libyaml (its own nesting limits) and with PyYAML's pure parser."""
+    if request.param == "python":
+        monkeypatch.setattr(_yaml, "_LOADER", yaml.SafeLoader)
+    else:
+        assert _yaml._LOADER is yaml.CSafeLoader
+
+
+@pytest.mark.usefixtures("yaml_loader")
+@pytest.mark.parametrize("brackets", [65, 999, 1001, 5000])
+def test_deeply_nested_flow_yaml(tmp_path: Path, brackets: int) -> None:
     path = tmp_path / "deep.md"
-    path.write_text("# T\n\n```yaml\nname: " + "[" * 5000 + "]" * 5000 + "\n```\n")
+    path.write_text("# T\n\n```yaml\nname: " + "[" * brackets + "]" * brackets + "\n```\n")
+    # The metadata mapping is level 1; "name: " takes columns 1-6, so level 65 is the 64th bracket.
     assert f"{path}:4:70: error: YAML nested deeper than 64 levels" in _errors(path)
+
+
+@pytest.mark.usefixtures("yaml_loader")
+def test_deeply_nested_block_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "deep.md"
+    nested = "".join(" " * i + f"k{i}:\n" for i in range(200)) + " " * 200 + "x\n"
+    path.write_text("# T\n\n```yaml\n" + nested + "```\n")
+    # The metadata mapping is level 1, so level 65 is the value of k63: its key k64 on line 4 + 64.
+    assert f"{path}:68:65: error: YAML nested deeper than 64 levels" in _errors(path)
+
+
+@pytest.mark.usefixtures("yaml_loader")
+def test_yaml_syntax_error_is_still_located(tmp_path: Path) -> None:
+    path = tmp_path / "broken.md"
+    path.write_text("# T\n\n```yaml\nname: t\nrequirements: {topic: string\n```\n")
+    assert any(e.startswith(f"{path}:6:1: error: invalid YAML in metadata: ") for e in _errors(path))
 
 
 def test_deeply_nested_markdown(tmp_path: Path) -> None:
