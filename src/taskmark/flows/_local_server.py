@@ -41,7 +41,7 @@ from taskmark.flows._server_process import (
     is_our_server,
     launch,
     log_tail,
-    read_log,
+    port_taken,
     terminate,
     wait_healthy,
 )
@@ -275,7 +275,7 @@ def _spawn(paths: _Paths, startup_timeout: float) -> _State:
         paths.state.unlink(missing_ok=True)
         tail = log_tail(paths.log)
         # Another process took the free port between our probe and the server's bind.
-        if not alive and attempt == 0 and "address already in use" in read_log(paths.log).lower():
+        if not alive and attempt == 0 and port_taken(port):
             continue
         reason = "exited" if not alive else f"did not answer {api_url}/health within {startup_timeout:g} s"
         raise LocalServerError(f"the local Prefect server {reason}; see {paths.log}" + (f":\n{tail}" if tail else ""))

@@ -30,7 +30,7 @@ __all__ = [
     "is_our_server",
     "launch",
     "log_tail",
-    "read_log",
+    "port_taken",
     "terminate",
     "wait_healthy",
 ]
@@ -163,7 +163,17 @@ def free_port() -> int:
         return port
 
 
-def read_log(log: Path) -> str:
+def port_taken(port: int) -> bool:
+    """Whether something holds ``port`` of 127.0.0.1 now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return True
+        return False
+
+
+def _read_log(log: Path) -> str:
     """The log's text; empty if it cannot be read."""
     try:
         return log.read_text(errors="replace")
@@ -173,7 +183,7 @@ def read_log(log: Path) -> str:
 
 def log_tail(log: Path) -> str:
     """The lines of the log that say why the server stopped: its last exception, last line."""
-    lines = [line.rstrip() for line in read_log(log).splitlines() if line.strip()]
+    lines = [line.rstrip() for line in _read_log(log).splitlines() if line.strip()]
     errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
     picked = ([errors[-1]] if errors else lines[-5:-1]) + lines[-1:]
     return "\n".join("  " + line for line in dict.fromkeys(picked))
