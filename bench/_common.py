@@ -92,11 +92,21 @@ def prefect_server(backend: str) -> Iterator[str]:
 
 
 def bench_main(
-    script: str, parser: argparse.ArgumentParser, child: Callable[[argparse.Namespace], Awaitable[None]]
+    script: str,
+    parser: argparse.ArgumentParser,
+    child: Callable[[argparse.Namespace], Awaitable[None]],
+    *,
+    smoke: dict[str, Any] | None = None,
 ) -> None:
     """The parent starts servers and the fake LLM and runs ``script --child`` once per backend,
-    passing on its own arguments; the child measures."""
+    passing on its own arguments; the child measures.
+
+    With ``--smoke`` (does the script still run? see tests/integration/test_bench_scripts.py):
+    SQLite only, one repeat, and the script's ``smoke`` sizes over its own options.
+    """
     args = parser.parse_args()
+    if args.smoke:
+        apply_smoke(args, smoke or {})
     if args.child:
         asyncio.run(child(args))
     else:
@@ -108,6 +118,7 @@ def parent_main(script: str, args: argparse.Namespace) -> None:
     from _fake_llm import FakeLLM
 
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    failed: list[str] = []
     print(f"# load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     with FakeLLM() as llm:
         for backend in backends:
@@ -133,9 +144,12 @@ def parent_main(script: str, args: argparse.Namespace) -> None:
                     "--fake-port",
                     str(llm.port),
                 ]
-                subprocess.run(command, env=env, check=False)
+                if subprocess.run(command, env=env, check=False).returncode != 0:
+                    failed.append(backend)
                 shutil.rmtree(env["PREFECT_HOME"], ignore_errors=True)
     print(f"# load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    if failed:
+        raise SystemExit(f"the measuring process failed on {', '.join(failed)}")
 
 
 def base_parser(doc: str) -> argparse.ArgumentParser:
@@ -145,7 +159,23 @@ def base_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--fake-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trace", action="store_true", help="time every Prefect API request of one extra run")
+    add_smoke(parser)
     return parser
+
+
+def add_smoke(parser: argparse.ArgumentParser) -> None:
+    """``--smoke``: tiny sizes, one repeat, SQLite only; checks the script runs, measures nothing."""
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat, SQLite only: does it run?")
+
+
+def apply_smoke(args: argparse.Namespace, sizes: dict[str, Any]) -> None:
+    """Turn ``args`` into a smoke run: ``sizes`` over the script's options, SQLite, one repeat."""
+    if hasattr(args, "backend"):
+        args.backend = "sqlite"
+    if hasattr(args, "repeats"):
+        args.repeats = 1
+    for name, value in sizes.items():
+        setattr(args, name, value)
 
 
 def api_base(port: int, latency_s: float) -> str:

@@ -21,11 +21,13 @@ For each number of documents N:
 The "×" columns divide by the 1,000-document row measured in the same process.
 
 A second table measures retrieval by embeddings (``method: embeddings``, the ``embeddings``
-extra: all-MiniLM-L6-v2 on the CPU) at 500 to 2,000 documents — embedding every document is
-what an index build costs, so larger sets only take longer — against TF-IDF on the same
-documents and queries in the same process.
+extra: all-MiniLM-L6-v2 on the CPU through onnxruntime) at 500 to 2,000 documents — embedding
+every document is what an index build costs, so larger sets only take longer — against TF-IDF
+on the same documents and queries in the same process.
 
-    python bench/context.py [--quick]
+    python bench/context.py [--quick | --smoke]
+
+``--smoke`` (does it run?): 100 and 200 documents (20 and 40 for embeddings), 5 queries, one build.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from taskmark.context import Candidate, DocumentIndex, EmbeddingIndex, assemble,
 
 SIZES = (1_000, 2_000, 5_000, 10_000)
 EMBEDDING_SIZES = (500, 1_000, 2_000)
+SMOKE_SIZES, SMOKE_EMBEDDING_SIZES = (100, 200), (20, 40)
 VOCABULARY = 3_000
 BUDGET = 3_000
 K = 5
@@ -161,8 +164,13 @@ def embeddings_table(n_queries: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer queries and builds")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one build: does it run?")
     args = parser.parse_args()
     n_queries, builds = (30, 1) if args.quick else (300, 3)
+    if args.smoke:
+        global SIZES, EMBEDDING_SIZES  # the sizes every table reads
+        SIZES, EMBEDDING_SIZES = SMOKE_SIZES, SMOKE_EMBEDDING_SIZES
+        n_queries, builds = 5, 1
 
     DocumentIndex(documents(10)).rank("warm up", K)  # imports scikit-learn, outside the timings
     rows = {n: measure(n, n_queries, builds) for n in SIZES}

@@ -4,11 +4,12 @@ Prints a table: sequential and concurrent calls, raw ``litellm.acompletion`` ver
 ``LLMProvider.acomplete`` (classification, retries wrapper, accounting). No assertions:
 numbers are for reading, not for CI.
 
-    python bench/llm_overhead.py [CALLS] [SERVER_DELAY_S]
+    python bench/llm_overhead.py [CALLS] [SERVER_DELAY_S] [--smoke]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import statistics
@@ -71,4 +72,9 @@ async def main(calls: int, delay_s: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 50, float(sys.argv[2]) if len(sys.argv) > 2 else 0.0))
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("calls", nargs="?", type=int, default=50)
+    parser.add_argument("delay_s", nargs="?", type=float, default=0.0, metavar="SERVER_DELAY_S")
+    parser.add_argument("--smoke", action="store_true", help="5 calls: does it run?")
+    args = parser.parse_args()
+    asyncio.run(main(5 if args.smoke else args.calls, args.delay_s))

@@ -17,7 +17,9 @@ ratio to the 1-worker row measured in the same process. No rate limit is set: th
 Prefect's engine and the runs' own cost (each run is a Python process of its own). No
 assertions.
 
-    python bench/load.py [--backend sqlite|postgres|both] [--runs 20] [--limit 4] [--latency 0.2]
+    python bench/load.py [--backend sqlite|postgres|both] [--runs 20] [--limit 4] [--latency 0.2] [--smoke]
+
+``--smoke`` (does it run?): SQLite only, 2 runs, the 1-worker set-up only, 0 ms per reply.
 
 On a 2-core machine each run's process start (Python, Prefect, taskmark, litellm imports)
 dominates; a second worker on the same machine adds processes, not cores.
@@ -40,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HEAD, QUIET_ENV, prefect_server, write_definition
+from _common import HEAD, QUIET_ENV, add_smoke, apply_smoke, prefect_server, write_definition
 from _fake_llm import FakeLLM
 
 BIN = Path(sys.executable).parent
@@ -141,7 +143,7 @@ def measure(
 
 
 def bench_backend(backend: str, args: argparse.Namespace, llm: FakeLLM, definition: Path) -> None:
-    setups = [(1, args.limit), (2, args.limit), (1, 2 * args.limit)]
+    setups = [(1, args.limit)] if args.smoke else [(1, args.limit), (2, args.limit), (1, 2 * args.limit)]
     home = tempfile.mkdtemp(prefix="tm-bench-load-")
     logs = Path(home) / "logs"
     logs.mkdir()
@@ -190,7 +192,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="runs submitted at once per set-up")
     parser.add_argument("--limit", type=int, default=4, help="runs at once per worker (prefect worker start --limit)")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per LLM reply")
+    add_smoke(parser)
     args = parser.parse_args()
+    if args.smoke:
+        apply_smoke(args, {"runs": 2, "latency": 0.0})
     backends = ["postgres", "sqlite"] if args.backend == "both" else [args.backend]
     print(f"# load average before: {os.getloadavg()[0]:.2f}")
     definition = write_definition(definition_text())

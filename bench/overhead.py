@@ -9,7 +9,7 @@ answering at once:
 
 Overhead per phase = (runner − floor) / N. Prints a table per backend; no assertions.
 
-    python bench/overhead.py [--backend sqlite|postgres|both] [--phases 10] [--repeats 3] [--trace]
+    python bench/overhead.py [--backend sqlite|postgres|both] [--phases 10] [--repeats 3] [--trace] [--smoke]
 
 Goal (issue 4): ≤ 50 ms per phase on PostgreSQL.
 """
@@ -125,7 +125,7 @@ def main() -> None:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--phases", type=int, default=10)
     parser.add_argument("--profile", action="store_true", help="cProfile one more taskmark run")
-    bench_main(__file__, parser, child)
+    bench_main(__file__, parser, child, smoke={"phases": 2})
 
 
 if __name__ == "__main__":

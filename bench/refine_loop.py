@@ -14,7 +14,7 @@ answer state, stage records with ``PhaseRecord.record``).
 A second table times ``PhaseRecord.record`` alone — the stage-result merge — on a record that
 already holds 1,000 vs 10,000 stage results, per merge.
 
-    python bench/refine_loop.py [--repeats 3]
+    python bench/refine_loop.py [--repeats 3] [--smoke]
 
 Goal (issue 4): time per iteration at 10,000 within 1.2× of that at 1,000.
 """
@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_profile, write_definition
 
 SIZES = (1_000, 10_000)
+SMOKE_SIZES = (10, 100)
 
 DEFINITION = """# Refine bench
 
@@ -77,7 +78,9 @@ class StubRuntime:
             text='{"summary": "tides rise", "score": 1}', parsed={"summary": "tides rise", "score": 1}, model="stub"
         )
 
-    async def call(self, phase: Any, stage: str, agent: Any, prompt: str, layers: Any, schema: Any) -> Any:
+    async def call(
+        self, phase: Any, stage: str, agent: Any, prompt: str, layers: Any, schema: Any, *, tags: tuple[str, ...] = ()
+    ) -> Any:
         self.calls += 1
         return self.critique if stage == "critique" else self.revision
 
@@ -134,32 +137,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile one 1,000-iteration loop")
+    parser.add_argument("--smoke", action="store_true", help="10 and 100 iterations, one repeat: does it run?")
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    sizes = SMOKE_SIZES if args.smoke else SIZES
+    if args.smoke:
+        args.repeats = 1
 
     asyncio.run(loop_once(100))  # warm-up: imports, template and expression caches
     per_iteration: dict[int, list[float]] = {}
     calls: dict[int, int] = {}
-    for size in SIZES:
+    for size in sizes:
         for _ in range(args.repeats):
             elapsed, calls[size] = asyncio.run(loop_once(size))
             per_iteration.setdefault(size, []).append(elapsed / size)
-    base = statistics.median(per_iteration[SIZES[0]])
+    base = statistics.median(per_iteration[sizes[0]])
     print(
         f"\n### refine loop (taskmark's _Lifecycle.loop, stubbed LLM), median of {args.repeats}; load {os.getloadavg()[0]:.2f}\n"
     )
-    print("| iterations | stub calls | total (s) | per iteration (µs) | × at 1,000 |")
+    print(f"| iterations | stub calls | total (s) | per iteration (µs) | × at {sizes[0]:,} |")
     print("| ---: | ---: | ---: | ---: | ---: |")
-    for size in SIZES:
+    for size in sizes:
         med = statistics.median(per_iteration[size])
         print(f"| {size:,} | {calls[size]:,} | {med * size:.3f} | {med * 1e6:.1f} | {med / base:.2f} |")
 
-    merges = {size: statistics.median(merge_cost(size) for _ in range(args.repeats)) for size in SIZES}
+    merges = {size: statistics.median(merge_cost(size) for _ in range(args.repeats)) for size in sizes}
     print("\n### stage-result merge (PhaseRecord.record) on a record holding N stage results\n")
-    print("| stored results | per merge (µs) | × at 1,000 |")
+    print(f"| stored results | per merge (µs) | × at {sizes[0]:,} |")
     print("| ---: | ---: | ---: |")
-    for size in SIZES:
-        print(f"| {size:,} | {merges[size] * 1e6:.2f} | {merges[size] / merges[SIZES[0]]:.2f} |")
+    for size in sizes:
+        print(f"| {size:,} | {merges[size] * 1e6:.2f} | {merges[size] / merges[sizes[0]]:.2f} |")
 
     if args.profile:
         asyncio.run(print_profile(lambda: loop_once(1_000), sort="cumulative", limit=25))

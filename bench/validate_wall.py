@@ -4,7 +4,7 @@ Each is a fresh subprocess (what a user or an editor integration pays). A third 
 what the validate process imported that it should not (prefect, litellm), from
 ``python -X importtime``.
 
-    python bench/validate_wall.py [--repeats 5] [PATH]
+    python bench/validate_wall.py [--repeats 5] [PATH] [--smoke]
 
 Goal (issue 4): ≤ 0.5 s, importing neither prefect nor litellm.
 """
@@ -38,7 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("path", nargs="?", default="definitions/")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="one repeat: does it run?")
     args = parser.parse_args()
+    if args.smoke:
+        args.repeats = 1
     env_python = sys.executable
     taskmark = shutil.which("taskmark") or str(Path(env_python).with_name("taskmark"))
     rows = [

@@ -14,7 +14,7 @@ Each runner gets one warm-up run, then ``--repeats`` measured runs (median repor
 and Prefect are imported and the client connected before anything is timed. Prints a markdown
 table per backend with the ratio to the asyncio floor. No assertions.
 
-    python bench/wide_fanout.py [--backend sqlite|postgres|both] [--latency 0.4] [--repeats 3] [--trace]
+    python bench/wide_fanout.py [--backend sqlite|postgres|both] [--latency 0.4] [--repeats 3] [--trace] [--smoke]
 
 ``--trace`` adds one more run of each Prefect runner with every Prefect API request timed.
 """
@@ -160,7 +160,7 @@ def main() -> None:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--latency", type=float, default=0.4, help="seconds per LLM reply")
     parser.add_argument("--trace-timeline", action="store_true", help="with --trace: print every request")
-    bench_main(__file__, parser, child)
+    bench_main(__file__, parser, child, smoke={"latency": 0.0})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Runs in one process per Prefect backend, against the fast fake LLM (``bench/_fak
 - a hand-written Prefect 3 flow: one async subflow, 200 tasks gathered;
 - taskmark: a generated definition with one `parallel: true` phase of 200 agent steps.
 
-    python bench/wide_phase.py [--backend sqlite|postgres|both] [--calls 200] [--latency 0.4] [--repeats 3]
+    python bench/wide_phase.py [--backend sqlite|postgres|both] [--calls 200] [--latency 0.4] [--repeats 3] [--smoke]
 
 Goal (issue 4): within 1.2× the asyncio + litellm floor.
 """
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.4, help="seconds per LLM reply")
     parser.add_argument("--profile", action="store_true", help="cProfile one more taskmark run")
-    bench_main(__file__, parser, child)
+    bench_main(__file__, parser, child, smoke={"calls": 5, "latency": 0.0})
 
 
 if __name__ == "__main__":

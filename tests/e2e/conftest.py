@@ -21,6 +21,14 @@ API_KEY = f"sk-canary-{uuid.uuid4().hex}"
 """The key the worker is given: no log, parameter, artifact or event may contain it."""
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/e2e ``e2e`` (a conftest's ``pytestmark`` marks nothing)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def prefect_stack(
     _fake_llm_server: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
 import uuid
 from collections import Counter
@@ -28,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
+from support.fake_openai import FakeOpenAIServer, RecordedRequest
 from support.prefect_stack import BIN, PrefectStack, wait_for
 from support.scale_docs import COMMANDS, doc_commands, doc_definition, doc_python, on_this_machine
 
@@ -47,20 +46,6 @@ whose slots were taken up to this much earlier."""
 BLOCK = "shared-openai"
 GCL = f"taskmark-llm-{BLOCK}"
 WORKERS = ("worker-1", "worker-2")
-
-
-class TimedFakeLLM(FakeOpenAIServer):
-    """The fake OpenAI-compatible server, also recording when each request arrived (monotonic s)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrivals: list[float] = []
-        self._arrivals_lock = threading.Lock()
-
-    def _next_reply(self, request: RecordedRequest) -> Reply:
-        with self._arrivals_lock:
-            self.arrivals.append(time.monotonic())
-        return super()._next_reply(request)
 
 
 def allowed(window_s: float) -> int:
@@ -164,7 +149,7 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Load]:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     database = f"taskmark_scale_{uuid.uuid4().hex[:10]}"
-    llm = TimedFakeLLM().start()
+    llm = FakeOpenAIServer().start()  # it records when each request arrived
     home = tmp_path_factory.mktemp("scale-home")
     workspace = tmp_path_factory.mktemp("scale-workspace")
     (workspace / "workflows").mkdir()
@@ -248,7 +233,7 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Load]:
             submitted=submitted,
             runs=runs,
             requests=llm.requests,
-            arrivals=list(llm.arrivals),
+            arrivals=[request.arrived_at for request in llm.requests],
             executed=Counter(run_id for run_id, _ in executed),
             executed_by=dict(executed),
             gcl=gcl,

@@ -8,15 +8,18 @@ import json
 import os
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
+from support.waiting import eventually_sync
 from taskmark.flows._crashes import AUTOMATION_NAME, SILENCE_S
 from taskmark.flows._local_server import ensure_server, stop_server
+
+pytestmark = pytest.mark.slow  # a real local server, and a crash noticed after SILENCE_S of silence
 
 CHAIN = """# Crash
 
@@ -89,30 +92,42 @@ def test_killed_run_is_crashed_then_retried_without_repeats(
     path.write_text(CHAIN)
     (tmp_path / "agents").mkdir()
     (tmp_path / "agents" / "a.md").write_text("You answer.\n")
-    fake_llm.default = lambda r: (
-        Reply(content="slow", delay_s=600) if _prompt(r).startswith("second") else Reply(content="done")
-    )
+    held = threading.Event()  # phase Two's call is answered only once its process is dead
+
+    def reply(request: RecordedRequest) -> Reply:
+        if _prompt(request).startswith("second"):
+            held.wait(600)
+            return Reply(content="too late")
+        return Reply(content="done")
+
+    fake_llm.default = reply
     llm = ["--model", "openai/fake-model", "--api-base", fake_llm.api_base, "--api-key", "sk-test-not-real"]
     process = subprocess.Popen(
         _taskmark("run", str(path), *llm, "--json"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     api_url = env["TASKMARK_TEST_API_URL"]
-    deadline = time.monotonic() + 120
-    while fake_llm.count < 2:
-        assert process.poll() is None and time.monotonic() < deadline, "the run did not reach its second phase"
-        time.sleep(0.2)
+
+    def second_phase_called() -> bool:
+        if process.poll() is not None:  # not an AssertionError: that would mean "not yet"
+            raise RuntimeError(f"`taskmark run` exited {process.returncode} before its second phase")
+        return fake_llm.count >= 2
+
+    eventually_sync(second_phase_called, interval=0.2, message="the run to reach its second phase")
     found = asyncio.run(_state_of(api_url, "crash-me"))
     assert found is not None and found[1] == "RUNNING"
     run_id = found[0]
     process.kill()  # SIGKILL: no chance to report anything
     process.wait(timeout=10)
+    held.set()  # nobody is listening any more
 
-    killed_at = time.monotonic()
-    state = "RUNNING"
-    while state == "RUNNING" and time.monotonic() - killed_at < SILENCE_S + 120:
-        time.sleep(2)
+    def crashed() -> bool:
         state = (asyncio.run(_state_of(api_url, "crash-me")) or ("", ""))[1]
-    assert state == "CRASHED", f"still {state} {time.monotonic() - killed_at:.0f} s after the kill"
+        if state not in ("RUNNING", "CRASHED"):
+            raise RuntimeError(f"the killed run went {state}, not Crashed")
+        return state == "CRASHED"
+
+    # The server marks it Crashed once it has been silent for SILENCE_S; the rest is slack.
+    eventually_sync(crashed, timeout=SILENCE_S + 120, interval=2, message="the killed run to be marked Crashed")
 
     fake_llm.reset()
     fake_llm.default = lambda r: Reply(content="done")

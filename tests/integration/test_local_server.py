@@ -1,8 +1,9 @@
 """taskmark's local Prefect server, as real processes: start, reuse, run flows, stop.
 
 Each start costs ~10 s, so one server (started by two processes at once) serves the
-module, and tests run in file order: reuse and flows first, then stop, then the stale
-state file, which starts a second one.
+tests that only use it. Tests that stop a server or rewrite its state file work in a
+PREFECT_HOME of their own (``own_home``), so no test depends on running before or after
+another.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from support.waiting import eventually_sync
 from taskmark.cli.server import app
 from taskmark.flows._local_server import (
     LOG_FILE,
@@ -28,6 +29,8 @@ from taskmark.flows._local_server import (
     server_status,
     stop_server,
 )
+
+pytestmark = pytest.mark.slow  # real server processes, ~10 s to start each
 
 runner = CliRunner()
 
@@ -41,9 +44,10 @@ print(json.dumps({"api_url": url, "pid": server_status().pid}))
 
 # A flow with four async subflows gathered at once, sent to the server by connect();
 # counts every HTTP status the client receives, so a 503 (a SQLite lock failure turned
-# into a retry) cannot hide.
+# into a retry) cannot hide. Each child's task waits until all four are running, so the
+# children overlap however slow the machine is (a broken barrier fails the run).
 _FLOW = """
-import asyncio, collections, json
+import asyncio, collections, json, threading
 import httpx
 
 statuses = collections.Counter()
@@ -62,9 +66,11 @@ from taskmark.flows._local_server import connect
 # After Prefect is imported, as in `taskmark run`: connect() must still take effect.
 api_url = connect()
 
+all_running = threading.Barrier(4)
+
 @task
 async def work(i: int) -> int:
-    await asyncio.sleep(1.5)
+    await asyncio.to_thread(all_running.wait, 120)
     return i
 
 @flow
@@ -110,6 +116,21 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with temporary_settings(updates={PREFECT_HOME: str(path)}, restore_defaults=harness):
         yield path
         stop_server()
+
+
+@pytest.fixture
+def own_home(home: Path, tmp_path: Path) -> Iterator[Path]:
+    """A PREFECT_HOME of this test's own: for tests that stop a server or rewrite its state
+    file, which would pull the module's shared server from under the other tests."""
+    from prefect.settings import PREFECT_HOME, temporary_settings
+
+    path = tmp_path / "prefect-home"
+    path.mkdir()
+    with temporary_settings(updates={PREFECT_HOME: str(path)}):
+        try:
+            yield path
+        finally:
+            stop_server()
 
 
 @pytest.fixture(scope="module")
@@ -206,12 +227,16 @@ def test_connect_then_concurrent_subflows_complete_without_503(
     assert max(c["start_time"] for c in children) < min(c["end_time"] for c in children)
 
 
-def test_stop_stops_it(started: list[dict[str, Any]], home: Path) -> None:
+def test_stop_stops_it(own_home: Path) -> None:
+    ensure_server()
+    pid = server_status().pid
+    assert pid is not None
+
     result = runner.invoke(app, ["stop"])
     assert result.exit_code == 0, result.output
     assert result.output == "Stopped the local Prefect server.\n"
-    assert _gone(started[0]["pid"])
-    assert not (home / STATE_FILE).exists()
+    eventually_sync(lambda: _gone(pid), timeout=10, interval=0.05, message=f"server process {pid} to exit")
+    assert not (own_home / STATE_FILE).exists()
 
     status = runner.invoke(app, ["status"])
     assert status.exit_code == 1
@@ -219,18 +244,13 @@ def test_stop_stops_it(started: list[dict[str, Any]], home: Path) -> None:
     assert runner.invoke(app, ["stop"]).output == "The local Prefect server is not running.\n"
 
 
-def _gone(pid: int, within: float = 10.0) -> bool:
+def _gone(pid: int) -> bool:
     """True once ``pid`` has exited: gone, or a zombie that init has yet to reap."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
-                return True
-        except (ProcessLookupError, FileNotFoundError):
-            return True
-        time.sleep(0.05)
-    return False
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return True
 
 
 def _dead_pid() -> int:
@@ -239,9 +259,9 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def test_a_state_file_naming_another_process_is_ignored_and_never_signalled(home: Path) -> None:
+def test_a_state_file_naming_another_process_is_ignored_and_never_signalled(own_home: Path) -> None:
     # Our own pid: alive, but not a taskmark server (pids are reused).
-    (home / STATE_FILE).write_text(
+    (own_home / STATE_FILE).write_text(
         json.dumps(
             {
                 "pid": os.getpid(),
@@ -253,24 +273,25 @@ def test_a_state_file_naming_another_process_is_ignored_and_never_signalled(home
     )
     assert not server_status().running
     assert stop_server() is False
-    assert not (home / STATE_FILE).exists()
+    assert not (own_home / STATE_FILE).exists()
 
 
-def test_a_stale_state_file_is_replaced(home: Path) -> None:
+def test_a_stale_state_file_is_replaced(own_home: Path) -> None:
     stale = {
         "pid": _dead_pid(),
         "port": 9,
         "api_url": "http://127.0.0.1:9/api",
         "started_at": "2026-01-01T00:00:00+00:00",
     }
-    (home / STATE_FILE).write_text(json.dumps(stale))
+    (own_home / STATE_FILE).write_text(json.dumps(stale))
+    (own_home / LOG_FILE).write_text("the stale server's log\n")
     assert server_status().running is False and server_status().pid is None
 
     api_url = ensure_server()
     status = server_status()
     assert status.running and status.api_url == api_url != stale["api_url"]
-    assert json.loads((home / STATE_FILE).read_text())["pid"] == status.pid != stale["pid"]
-    assert (home / (LOG_FILE + ".1")).exists()  # the previous start's log is kept
+    assert json.loads((own_home / STATE_FILE).read_text())["pid"] == status.pid != stale["pid"]
+    assert (own_home / (LOG_FILE + ".1")).read_text() == "the stale server's log\n"  # the previous log is kept
 
     assert stop_server() is True
     assert not server_status().running

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,10 +22,13 @@ from typing import Any
 import pytest
 
 from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
+from support.waiting import DEFAULT_TIMEOUT_S, eventually, eventually_sync
 from taskmark.blocks import LLMProvider
 from taskmark.watch import Claim, FolderBusyError, Watcher, WatchEvent, WatchFolder
 
-DEADLINE_S = 120.0
+pytestmark = pytest.mark.slow  # ~75 s: a real watcher and many runs
+
+DEADLINE_S = DEFAULT_TIMEOUT_S
 """How long a condition may take to come true before the test fails (the machine is shared)."""
 
 DEFINITION = """# Two Steps
@@ -89,15 +91,6 @@ def seed(topic: str = "tides", **extra: Any) -> dict[str, Any]:
     return {"definition": "../defs/two.md", "params": {"topic": topic}, **extra}
 
 
-async def until(condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
-    """Wait until ``condition()`` holds; fail with ``what`` after ``deadline_s``."""
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 @asynccontextmanager
 async def watching(inbox: Path, **options: Any) -> AsyncIterator[tuple[Watcher, list[WatchEvent]]]:
     """A watcher running in this event loop; stopped (as Ctrl-C stops it) on exit."""
@@ -136,7 +129,7 @@ def finished(inbox: Path, count: int) -> Callable[[], bool]:
 async def test_good_seed_runs_once_and_is_filed_with_outputs(inbox: Path, fake_llm: FakeOpenAIServer) -> None:
     async with watching(inbox):
         drop(inbox, "tides-seed.json", seed())
-        await until(finished(inbox, 1), "the run to finish")
+        await eventually(finished(inbox, 1), interval=0.05, message="the run to finish")
     [line] = runs_log(inbox)
     run_dir = inbox / "complete" / line["id"]
     assert (
@@ -156,7 +149,7 @@ async def test_failed_run_is_filed_in_complete_with_its_state(inbox: Path, fake_
     fake_llm.default = lambda _r: Reply(status=401, error_message="invalid key")
     async with watching(inbox):
         drop(inbox, "bad-key-seed.json", seed())
-        await until(finished(inbox, 1), "the run to finish")
+        await eventually(finished(inbox, 1), interval=0.05, message="the run to finish")
     [line] = runs_log(inbox)
     assert line["state"] == "FAILED" and "phase 'Draft' failed in inference" in line["message"]
     summary = json.loads((inbox / "complete" / line["id"] / "summary.json").read_text())
@@ -214,7 +207,11 @@ async def test_bad_seed_is_rejected_with_a_located_error(inbox: Path, fake_llm: 
     async with watching(inbox) as (_, events):
         drop(inbox, f"{kind}-seed.json", text)
         error = inbox / "rejected" / f"{kind}-seed.json.error"
-        await until(lambda: (inbox / "rejected" / f"{kind}-seed.json").exists(), "the seed to be rejected")
+        await eventually(
+            lambda: (inbox / "rejected" / f"{kind}-seed.json").exists(),
+            interval=0.05,
+            message="the seed to be rejected",
+        )
     lines = error.read_text().splitlines()
     assert any(line.startswith(f"{inbox / 'rejected' / kind}-seed.json:{expected}") for line in lines), lines
     assert (inbox / "rejected" / f"{kind}-seed.json").read_text() == text  # kept as dropped
@@ -231,7 +228,7 @@ async def test_bad_seed_is_rejected_with_a_located_error(inbox: Path, fake_llm: 
 async def test_a_seed_written_in_place_is_read_whole(inbox: Path, fake_llm: FakeOpenAIServer) -> None:
     async with watching(inbox):
         (inbox / "pending" / "direct-seed.json").write_text(json.dumps(seed()))
-        await until(finished(inbox, 1), "the run to finish")
+        await eventually(finished(inbox, 1), interval=0.05, message="the run to finish")
     assert [line["state"] for line in runs_log(inbox)] == ["COMPLETED"] and fake_llm.count == 2
 
 
@@ -243,23 +240,29 @@ async def test_the_same_seed_dropped_twice_runs_once_unless_it_says_rerun(
 ) -> None:
     async with watching(inbox):
         drop(inbox, "a-seed.json", seed())
-        await until(finished(inbox, 1), "the first run")
+        await eventually(finished(inbox, 1), interval=0.05, message="the first run")
         first = runs_log(inbox)[0]["id"]
         # The same work under another name, with a default spelled out: the same run.
         drop(inbox, "b-seed.json", {"params": {"rounds": 1, "topic": "tides"}, "definition": "../defs/two.md"})
-        await until(lambda: (inbox / "rejected" / "b-seed.json.error").exists(), "the duplicate to be rejected")
+        await eventually(
+            lambda: (inbox / "rejected" / "b-seed.json.error").exists(),
+            interval=0.05,
+            message="the duplicate to be rejected",
+        )
         assert (inbox / "rejected" / "b-seed.json.error").read_text() == (
             f"{inbox}/rejected/b-seed.json:1:1: error: this seed has run already as '{first}' (complete/{first}, completed); "
             'add "rerun": true to run it again\n'
         )
         drop(inbox, "b-seed.json", seed())  # the same name again: rejected under a free name
-        await until(
-            lambda: (inbox / "rejected" / "b.2-seed.json.error").exists(), "the second duplicate to be rejected"
+        await eventually(
+            lambda: (inbox / "rejected" / "b.2-seed.json.error").exists(),
+            interval=0.05,
+            message="the second duplicate to be rejected",
         )
         drop(inbox, "c-seed.json", seed(rerun=True))
-        await until(finished(inbox, 2), "the rerun")
+        await eventually(finished(inbox, 2), interval=0.05, message="the rerun")
         drop(inbox, "d-seed.json", seed(topic="waves"))
-        await until(finished(inbox, 3), "a different seed")
+        await eventually(finished(inbox, 3), interval=0.05, message="a different seed")
     ids = [line["id"] for line in runs_log(inbox)]
     assert ids[:2] == [first, "c-" + first.removeprefix("a-")] and len(set(ids)) == 3  # NAME-HASH: the same hash
     assert names(inbox / "complete") == sorted(ids)
@@ -270,11 +273,15 @@ async def test_the_same_seed_dropped_twice_runs_once_unless_it_says_rerun(
 async def test_a_seed_with_an_id_runs_once_per_id(inbox: Path, fake_llm: FakeOpenAIServer) -> None:
     async with watching(inbox):
         drop(inbox, "x-seed.json", seed(id="daily-2026-11-22"))
-        await until(finished(inbox, 1), "the first run")
+        await eventually(finished(inbox, 1), interval=0.05, message="the first run")
         drop(inbox, "y-seed.json", seed(topic="other", id="daily-2026-11-22"))
-        await until(lambda: (inbox / "rejected" / "y-seed.json.error").exists(), "the duplicate id to be rejected")
+        await eventually(
+            lambda: (inbox / "rejected" / "y-seed.json.error").exists(),
+            interval=0.05,
+            message="the duplicate id to be rejected",
+        )
         drop(inbox, "z-seed.json", seed(id="daily-2026-11-22", rerun=True))
-        await until(finished(inbox, 2), "the rerun")
+        await eventually(finished(inbox, 2), interval=0.05, message="the rerun")
     assert (
         "a run with id 'daily-2026-11-22' has run already as 'daily-2026-11-22'"
         in (inbox / "rejected" / "y-seed.json.error").read_text()
@@ -286,8 +293,10 @@ async def test_identical_seeds_waiting_at_start_run_once(inbox: Path, fake_llm: 
     for name in ("one-seed.json", "two-seed.json", "three-seed.json"):
         drop(inbox, name, seed())
     async with watching(inbox, max_concurrent=3):
-        await until(
-            lambda: len(names(inbox / "rejected")) == 4 and len(runs_log(inbox)) == 1, "one run and two rejections"
+        await eventually(
+            lambda: len(names(inbox / "rejected")) == 4 and len(runs_log(inbox)) == 1,
+            interval=0.05,
+            message="one run and two rejections",
         )
     assert len(names(inbox / "complete")) == 1 and names(inbox / "pending") == []
     assert fake_llm.count == 2
@@ -326,10 +335,10 @@ async def test_runs_go_at_most_max_concurrent_at_once(inbox: Path, fake_llm: Fak
     async with watching(inbox, max_concurrent=2):
         for topic in ("a", "b", "c"):
             drop(inbox, f"{topic}-seed.json", seed(topic, definition="../defs/gated.md"))
-        await until(lambda: gate.waiting == 2, "two runs to call the LLM")
+        await eventually(lambda: gate.waiting == 2, interval=0.05, message="two runs to call the LLM")
         assert len(names(inbox / "current")) == 2 and len(names(inbox / "pending")) == 1
         gate.open.set()
-        await until(finished(inbox, 3), "all three runs")
+        await eventually(finished(inbox, 3), interval=0.05, message="all three runs")
     assert sorted(line["state"] for line in runs_log(inbox)) == ["COMPLETED"] * 3
     assert fake_llm.count == 6
 
@@ -341,7 +350,7 @@ async def test_stopping_leaves_the_run_in_current_and_a_restart_finishes_it_once
     fake_llm.default = gate
     async with watching(inbox) as (_, events):
         drop(inbox, "slow-seed.json", seed())
-        await until(lambda: gate.waiting == 1, "the run to call the LLM")
+        await eventually(lambda: gate.waiting == 1, interval=0.05, message="the run to call the LLM")
     # Stopped mid-call (as Ctrl-C stops it): nothing filed, nothing logged, nothing lost.
     [run_id] = names(inbox / "current")
     assert names(inbox / "current" / run_id) == ["run.json", "seed.json"]
@@ -349,7 +358,7 @@ async def test_stopping_leaves_the_run_in_current_and_a_restart_finishes_it_once
     gate.open.set()
     drop(inbox, "later-seed.json", seed("later"))  # waiting in pending/ at the restart
     async with watching(inbox) as (_, events):
-        await until(finished(inbox, 2), "the resumed and the new run")
+        await eventually(finished(inbox, 2), interval=0.05, message="the resumed and the new run")
     assert {line["id"] for line in runs_log(inbox)} == {run_id, *names(inbox / "complete")} and len(
         runs_log(inbox)
     ) == 2
@@ -366,13 +375,13 @@ async def test_a_restart_reuses_the_phases_the_stopped_run_had_finished(
     fake_llm.default = lambda r: gate(r) if "Polish" in r.messages[-1]["content"] else _reply(r)
     async with watching(inbox):
         drop(inbox, "half-seed.json", seed())
-        await until(lambda: gate.waiting == 1, "the second phase to call the LLM")
+        await eventually(lambda: gate.waiting == 1, interval=0.05, message="the second phase to call the LLM")
     [run_id] = names(inbox / "current")
     recorded = json.loads((inbox / "current" / run_id / "run.json").read_text())["flow_run_id"]
     assert recorded  # known from the moment the flow run existed
     gate.open.set()
     async with watching(inbox):
-        await until(finished(inbox, 1), "the resumed run")
+        await eventually(finished(inbox, 1), interval=0.05, message="the resumed run")
     [line] = runs_log(inbox)
     assert line["state"] == "COMPLETED" and line["flow_run_id"] == recorded  # the same flow run, retried
     prompts = [r.messages[-1]["content"].split()[0] for r in fake_llm.requests]
@@ -409,7 +418,7 @@ async def test_a_restart_finishes_what_a_crash_left_half_done(inbox: Path, fake_
     folder.finish(logged, {"summary.json": json.dumps({"state": "COMPLETED", "message": None, "finished_at": "t"})})
     assert crashed.exists()
     async with watching(inbox):
-        await until(finished(inbox, 4), "four lines in runs.jsonl")
+        await eventually(finished(inbox, 4), interval=0.05, message="four lines in runs.jsonl")
     assert sorted(line["id"] for line in runs_log(inbox)) == ["crashed", "done", "half", "moved"]
     assert names(inbox / "complete") == ["crashed", "done", "half", "moved"]
     assert names(inbox / "current") == names(inbox / "pending") == names(inbox / "rejected") == []
@@ -436,7 +445,7 @@ def test_watch_command_runs_a_seed_and_stops_cleanly_on_ctrl_c(inbox: Path, fake
     )
     try:
         drop(inbox, "cli-seed.json", seed())
-        asyncio.run(until(finished(inbox, 1), "the run to finish"))
+        eventually_sync(finished(inbox, 1), interval=0.05, message="the run to finish")
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=DEADLINE_S)
     finally:

@@ -2,7 +2,8 @@
 
 Tests reach it through litellm over real HTTP, so the whole client path (httpx, litellm's
 response parsing and exception mapping) is exercised. Each test scripts the next replies
-(status, body, headers, latency, garbage) and reads back every request the server saw.
+(status, body, headers, latency, garbage) and reads back every request the server saw, when
+it arrived, and how many were held unanswered at once (``max_in_flight``).
 
 It runs ``http.server`` in a background thread so that sync and async tests can share one
 server. ``request_queue_size`` is raised because the default listen backlog of 5 makes a
@@ -53,6 +54,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    arrived_at: float = 0.0
+    """When the server received it (``time.monotonic()``): gaps between requests, as the server saw them."""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -86,6 +89,9 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._generation = 0  # bumped by reset(): requests still held from before do not count
         self._stopping = threading.Event()
         self.default: Callable[[RecordedRequest], Reply] = lambda _req: Reply()
         self._httpd: _Server | None = None
@@ -126,10 +132,12 @@ class FakeOpenAIServer:
             self._script.extend(replies)
 
     def reset(self) -> None:
-        """Forget queued replies, recorded requests and the default reply."""
+        """Forget queued replies, recorded requests, the in-flight counts and the default reply."""
         with self._lock:
             self._script.clear()
             self._requests.clear()
+            self._in_flight = self._max_in_flight = 0
+            self._generation += 1
             self.default = lambda _req: Reply()
 
     @property
@@ -143,6 +151,30 @@ class FakeOpenAIServer:
         """How many chat requests reached the server since the last reset."""
         with self._lock:
             return len(self._requests)
+
+    @property
+    def in_flight(self) -> int:
+        """Chat requests received and not yet answered, now."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most chat requests the server held unanswered at once since the last reset:
+        how many calls a client really had open together, whatever the machine's speed."""
+        with self._lock:
+            return self._max_in_flight
+
+    def _arrived(self) -> int:
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            return self._generation
+
+    def _answered(self, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._in_flight -= 1
 
     def _next_reply(self, request: RecordedRequest) -> Reply:
         with self._lock:
@@ -176,6 +208,15 @@ def _completion_body(reply: Reply, model: str) -> dict[str, Any]:
     }
 
 
+def _payload(reply: Reply, body: dict[str, Any]) -> bytes:
+    if reply.raw is not None:
+        return reply.raw
+    if reply.status == 200:
+        return json.dumps(_completion_body(reply, str(body.get("model", "")))).encode()
+    error = {"message": reply.error_message, "type": reply.error_type, "code": reply.error_code}
+    return json.dumps({"error": error}).encode()
+
+
 def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -203,25 +244,19 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, b'{"error": {"message": "not found"}}', {})
                 return
             request = RecordedRequest(
-                path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, body=body
+                path=self.path,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+                arrived_at=time.monotonic(),
             )
-            reply = server._next_reply(request)
-            if reply.delay_s:
-                server._sleep(reply.delay_s)
-            if reply.raw is not None:
-                payload = reply.raw
-            elif reply.status == 200:
-                payload = json.dumps(_completion_body(reply, str(body.get("model", "")))).encode()
-            else:
-                payload = json.dumps(
-                    {
-                        "error": {
-                            "message": reply.error_message,
-                            "type": reply.error_type,
-                            "code": reply.error_code,
-                        }
-                    }
-                ).encode()
+            generation = server._arrived()
+            try:  # answered once the reply is ready, before it is sent: the client cannot be quicker
+                reply = server._next_reply(request)
+                if reply.delay_s:
+                    server._sleep(reply.delay_s)
+                payload = _payload(reply, body)
+            finally:
+                server._answered(generation)
             self._send(reply.status, payload, reply.headers)
 
         def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:

@@ -14,12 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from support.waiting import eventually_sync
 
 __all__ = ["BIN", "DEFAULT_PORT", "PrefectStack", "flow_run_id_in", "free_port", "wait_final", "wait_for"]
 
@@ -43,16 +44,29 @@ def free_port() -> int:
 def wait_for(predicate: Any, what: str, timeout: float = 120.0, every: float = 0.5) -> Any:
     """Poll ``predicate()`` until it returns something truthy; fail naming ``what`` after ``timeout`` s.
 
+    :func:`support.waiting.eventually_sync` with this module's slower default interval, except
+    that an ``AssertionError`` from ``predicate`` (a process that died, say) fails at once.
     Not a timed assertion: the timeout only turns a hang into a failure with a message.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what} after {timeout:g} s")
-        time.sleep(every)
+
+    def check() -> Any:
+        try:
+            return predicate()
+        except AssertionError as error:
+            raise _Fatal(error) from error
+
+    try:
+        return eventually_sync(check, timeout=timeout, interval=every, message=what)
+    except _Fatal as fatal:
+        raise fatal.error from None
+
+
+class _Fatal(Exception):
+    """An ``AssertionError`` that must end the wait, carried past ``eventually_sync``."""
+
+    def __init__(self, error: AssertionError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class PrefectStack:

@@ -20,11 +20,19 @@ import pytest
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
-from prefect.events.filters import EventFilter, EventNameFilter
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 from prefect.settings import get_current_settings
 
 from support.fake_openai import FakeOpenAIServer, Reply
+from support.waiting import eventually
 from taskmark.blocks import (
     LLM_REQUEST_CACHE,
     CallLabels,
@@ -176,8 +184,10 @@ async def test_the_canary_key_is_found_nowhere(
         logs = await _logs(client, flow_run_id)
         task_runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
         flow_run = await client.read_flow_run(flow_run_id)
-        artifacts = await client.read_artifacts()
-        events = await _taskmark_events(client)
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        events = await _taskmark_events(client, flow_run_id)
         block_doc = await client.read_block_document_by_name(BLOCK, "llm-provider", include_secrets=False)
         await client.delete_block_document(block_doc.id)
 
@@ -221,27 +231,31 @@ async def test_the_canary_key_is_found_nowhere(
     assert CANARY not in local_text
 
 
-async def _taskmark_events(client: Any) -> list[Any]:
-    import asyncio
+async def _taskmark_events(client: Any, flow_run_id: Any) -> list[Any]:
+    """This flow run's taskmark.llm events, once both kinds are in (events reach the database
+    asynchronously); other tests' events on the shared server are left out."""
+    query = EventFilter(
+        event=EventNameFilter(prefix=["taskmark.llm."]),
+        related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+    )
 
-    # Events reach the database asynchronously; wait for both kinds.
-    for _ in range(100):
-        page = await client.read_events(filter=EventFilter(event=EventNameFilter(prefix=["taskmark.llm."])), limit=50)
+    async def both_kinds() -> list[Any]:
+        page = await client.read_events(filter=query, limit=50)
         names = {e.event for e in page.events}
-        if {"taskmark.llm.completed", "taskmark.llm.failed"} <= names:
-            return list(page.events)
-        await asyncio.sleep(0.2)
-    return list(page.events)
+        assert {"taskmark.llm.completed", "taskmark.llm.failed"} <= names, sorted(names)
+        return list(page.events)
+
+    return list(await eventually(both_kinds, interval=0.2, message="the taskmark.llm events"))
 
 
 async def _logs(client: Any, flow_run_id: Any) -> list[Any]:
-    import asyncio
-
-    # Logs, too, are written in batches; wait until the task runs' lines are in.
+    """The flow run's logs, once the task runs' lines are in (logs, too, are written in batches)."""
     log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
-    for _ in range(100):
+
+    async def task_lines() -> list[Any]:
         logs = await client.read_logs(log_filter=log_filter, limit=200)
-        if any("gave up after" in log.message for log in logs) and any("done:" in log.message for log in logs):
-            return list(logs)
-        await asyncio.sleep(0.2)
-    return list(logs)
+        messages = [log.message for log in logs]
+        assert any("gave up after" in m for m in messages) and any("done:" in m for m in messages), messages
+        return list(logs)
+
+    return list(await eventually(task_lines, interval=0.2, message="the flow run's log lines"))

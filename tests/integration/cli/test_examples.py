@@ -26,7 +26,13 @@ EXAMPLES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(EXAMPLES))
+SLOW = {"daily-market-analysis", "investment-committee"}
+"""Examples that take over ~10 s (17 s and 12 s on 2 cores)."""
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in sorted(EXAMPLES)]
+)
 def test_example_completes_with_exact_calls(
     name: str, fake_llm: FakeOpenAIServer, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

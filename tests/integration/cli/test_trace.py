@@ -211,6 +211,7 @@ def test_trace_of_a_run_that_ended_abruptly_shows_where_it_stopped(
     assert trace["totals"]["attempts"] == 0 and fake_llm.count == 1  # the request never came back
 
 
+@pytest.mark.slow
 def test_runs_filters_by_definition_and_state_newest_first_within_limit(
     project: Path, fake_llm: FakeOpenAIServer
 ) -> None:

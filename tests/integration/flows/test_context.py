@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -138,6 +139,7 @@ refers: [ledger/Verdict]
 """
 
 
+@pytest.mark.slow
 async def test_refers_uses_the_latest_completed_run_of_another_definition(
     llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]
 ) -> None:
@@ -207,6 +209,7 @@ async def _review_then(
     return prompt_of(llm.requests[-1]), str(run.id)
 
 
+@pytest.mark.slow
 async def test_a_review_pins_and_excludes_from_the_cli_and_the_api_and_the_same_choice_gives_the_same_bundle(
     llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]
 ) -> None:

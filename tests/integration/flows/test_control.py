@@ -17,10 +17,14 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFi
 from prefect.client.schemas.objects import FlowRun
 
 from support.fake_openai import FakeOpenAIServer, Reply
+from support.waiting import eventually
 from taskmark.blocks import ProviderOverrides
 from taskmark.flows._run import RunResult, arun
 
 from .conftest import prompt_of
+
+DEADLINE_S = 120.0
+"""How long a run may take to react before the test fails (a deadline, not a measurement)."""
 
 APPROVAL = """# Publish
 
@@ -53,17 +57,6 @@ def taskmark(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
-async def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
-    """Poll an async ``condition`` until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        found = await condition()
-        if found:
-            return found
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def flow_run_of(name: str) -> FlowRun | None:
     async with get_client() as client:
         runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[name])))
@@ -82,8 +75,8 @@ async def start_paused(
     path: Path, name: str, overrides: ProviderOverrides
 ) -> tuple[asyncio.Task[RunResult], FlowRun, FlowRun]:
     running = asyncio.ensure_future(arun(path, overrides=overrides))
-    run = await wait_for(lambda: flow_run_of(name), "the flow run")
-    paused = await wait_for(lambda: paused_phase(run), "the paused phase")
+    run = await eventually(lambda: flow_run_of(name), interval=0.5, message="the flow run")
+    paused = await eventually(lambda: paused_phase(run), interval=0.5, message="the paused phase")
     return running, run, paused
 
 
@@ -119,7 +112,7 @@ async def test_approval_form_is_typed_and_approve_from_another_process_continues
     )
     assert done.returncode == 0, done.stderr
     assert "approved: phase 'Publish'" in done.stdout
-    result = await asyncio.wait_for(running, 60)
+    result = await asyncio.wait_for(running, DEADLINE_S)
     assert result.state == "COMPLETED"
     assert prompt_of(llm.requests[-1]).startswith("publish to newsletter x3 (ship it): done: draft on tides")
 
@@ -133,7 +126,7 @@ async def test_reject_fails_the_run_with_the_note(
     assert bad.returncode == 2 and "copies: expected integer" in bad.stderr and "Traceback" not in bad.stderr
     done = await asyncio.to_thread(taskmark, "resume", str(run.id), "--reject", "--note", "not this week")
     assert done.returncode == 0, done.stderr
-    result = await asyncio.wait_for(running, 60)
+    result = await asyncio.wait_for(running, DEADLINE_S)
     assert result.state == "FAILED"
     assert result.phases["Publish"].error == "phase 'Publish' failed in approval: rejected: not this week"
     assert llm.count == 1  # Publish never called its agent
@@ -142,35 +135,44 @@ async def test_reject_fails_the_run_with_the_note(
 async def test_cancel_from_another_process_stops_the_run(
     llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]
 ) -> None:
-    llm.default = lambda r: Reply(content="slow", delay_s=30) if "second" in prompt_of(r) else Reply(content="fast")
+    held = threading.Event()  # the second call is answered only once the test is over
+
+    def reply(request: Any) -> Reply:
+        if "second" in prompt_of(request):
+            held.wait(DEADLINE_S)
+            return Reply(content="too late")
+        return Reply(content="fast")
+
+    llm.default = reply
     path = write(
         "cancel",
         "# C\n\n```yaml\nname: cancel-me\n```\n\n## Phase: One\n\n### Steps\n- agent: a - first\n\n"
         "## Phase: Two\ndependsOn: [One]\n\n### Steps\n- agent: a - second\n\n"
         "## Phase: Three\ndependsOn: [Two]\n\n### Steps\n- agent: a - third\n",
     )
-    running = asyncio.ensure_future(arun(path, overrides=overrides))
-    run = await wait_for(lambda: flow_run_of("cancel-me"), "the flow run")
+    try:
+        running = asyncio.ensure_future(arun(path, overrides=overrides))
+        run = await eventually(lambda: flow_run_of("cancel-me"), interval=0.5, message="the flow run")
 
-    async def second_sent() -> bool:
-        return llm.count == 2
-
-    await wait_for(second_sent, "the second call")
-    done = await asyncio.to_thread(taskmark, "cancel", str(run.id))
-    assert done.returncode == 0, done.stderr
-    result = await asyncio.wait_for(running, 20)  # well before the slow reply would arrive
-    assert result.state == "CANCELLED"
-    await asyncio.sleep(3)
-    assert llm.count == 2  # no call after the cancellation
-    async with get_client() as client:
-        final = await client.read_flow_run(run.id)
-        children = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id]))
-        )
-    assert final.state is not None and final.state.is_cancelled()
-    assert all(c.state is not None and c.state.is_final() for c in children)
-    again = await asyncio.to_thread(taskmark, "cancel", str(run.id))
-    assert again.returncode == 2 and "already ended CANCELLED" in again.stderr
+        await eventually(lambda: llm.count == 2, message="the second call")
+        done = await asyncio.to_thread(taskmark, "cancel", str(run.id))
+        assert done.returncode == 0, done.stderr
+        # The second call never gets its answer: only the cancellation can end the run.
+        result = await asyncio.wait_for(running, DEADLINE_S)
+        assert result.state == "CANCELLED"
+        async with get_client() as client:
+            final = await client.read_flow_run(run.id)
+            children = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id]))
+            )
+        assert final.state is not None and final.state.is_cancelled()
+        assert all(c.state is not None and c.state.is_final() for c in children)
+        # The run has returned and every phase is final: nothing is left to call the LLM.
+        assert llm.count == 2  # no call after the cancellation
+        again = await asyncio.to_thread(taskmark, "cancel", str(run.id))
+        assert again.returncode == 2 and "already ended CANCELLED" in again.stderr
+    finally:
+        held.set()
 
 
 async def test_pause_holds_the_next_phase_until_resumed(
@@ -180,7 +182,7 @@ async def test_pause_holds_the_next_phase_until_resumed(
 
     def reply(request: Any) -> Reply:
         if "first" in prompt_of(request):
-            gate.wait(120)
+            gate.wait(DEADLINE_S)
             return Reply(content="one")
         return Reply(content="later")
 
@@ -191,18 +193,15 @@ async def test_pause_holds_the_next_phase_until_resumed(
         "## Phase: Two\ndependsOn: [One]\n\n### Steps\n- agent: a - second\n",
     )
     running = asyncio.ensure_future(arun(path, overrides=overrides))
-    run = await wait_for(lambda: flow_run_of("hold-me"), "the flow run")
+    run = await eventually(lambda: flow_run_of("hold-me"), interval=0.5, message="the flow run")
 
-    async def first_sent() -> bool:
-        return llm.count == 1
-
-    await wait_for(first_sent, "the first call")
+    await eventually(lambda: llm.count == 1, message="the first call")
     done = await asyncio.to_thread(taskmark, "pause", str(run.id))
     assert done.returncode == 0, done.stderr
     gate.set()
-    held = await wait_for(lambda: paused_phase(run), "the held phase")
+    held = await eventually(lambda: paused_phase(run), interval=0.5, message="the held phase")
     assert held.name == "Phase: Two" and llm.count == 1 and not running.done()
     done = await asyncio.to_thread(taskmark, "resume", str(run.id))
     assert done.returncode == 0 and "phases Two" in done.stdout, done.stderr
-    result = await asyncio.wait_for(running, 60)
+    result = await asyncio.wait_for(running, DEADLINE_S)
     assert result.state == "COMPLETED" and llm.count == 2

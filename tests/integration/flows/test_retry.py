@@ -86,6 +86,7 @@ async def test_retry_calls_only_what_did_not_complete(
     assert run.state is not None and run.state.is_completed() and run.run_count >= 2
 
 
+@pytest.mark.slow
 async def test_replay_after_edit_recalls_the_edited_phase_and_what_follows(
     llm: FakeOpenAIServer, overrides: ProviderOverrides, write: object
 ) -> None:
@@ -102,6 +103,7 @@ async def test_replay_after_edit_recalls_the_edited_phase_and_what_follows(
     assert [prompt_of(r).split()[0] for r in llm.requests] == ["third,", "fourth"]
 
 
+@pytest.mark.slow
 async def test_a_new_run_asks_afresh(llm: FakeOpenAIServer, overrides: ProviderOverrides, write: object) -> None:
     path: Path = write("fresh", CHAIN.replace("name: chain", "name: fresh"))  # type: ignore[operator]
     llm.default = _answers(set())  # type: ignore[assignment]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import json
+import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,11 @@ from typing import Any
 import pytest
 from prefect import State
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.exceptions import ParameterTypeError
 
-from support.fake_openai import FakeOpenAIServer, Reply
+from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
+from support.waiting import eventually
 from taskmark.blocks import ProviderOverrides
 from taskmark.definition import load_definition
 from taskmark.flows import compile
@@ -25,6 +29,9 @@ from .conftest import answer_by_prompt, prompt_of
 
 HEAD = "# T\n\n```yaml\nname: {name}\n{meta}requirements:\n  topic: {{type: string, default: tides}}\n```\n\n"
 Write = Callable[[str, str], Path]
+
+DEADLINE_S = 120.0
+"""How long a held reply waits before giving up (a deadline, not a measurement)."""
 
 
 def head(name: str, meta: str = "") -> str:
@@ -46,7 +53,14 @@ async def run_keeping_runtime(path: Path, overrides: ProviderOverrides) -> tuple
 async def test_independent_phases_overlap_and_the_parent_waits(
     llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
 ) -> None:
-    llm.default = lambda _r: Reply(content="done", delay_s=0.6)
+    both = threading.Barrier(2)  # Left's and Right's calls are answered once both have arrived
+
+    def reply(request: RecordedRequest) -> Reply:
+        if prompt_of(request).startswith(("Left", "Right")):
+            both.wait(DEADLINE_S)  # breaks (and the test fails) if the two never overlap
+        return Reply(content="done")
+
+    llm.default = reply
     path = write(
         "overlap",
         head("overlap")
@@ -60,53 +74,50 @@ async def test_independent_phases_overlap_and_the_parent_waits(
             )
         ),
     )
-    seen: dict[str, dict[str, float]] = {}
+    seen: dict[str, dict[str, int]] = {}
+    order = itertools.count()  # the order the hooks fired in
 
     def at(moment: str) -> Callable[[dict[str, object]], None]:
-        import time
-
-        return lambda p: seen.setdefault(str(p["phase"]), {}).__setitem__(moment, time.perf_counter())
+        return lambda p: seen.setdefault(str(p["phase"]), {}).__setitem__(moment, next(order))
 
     result = await arun(path, overrides=overrides, hooks={"phase:start": [at("start")], "phase:complete": [at("end")]})
     assert result.state == "COMPLETED", result.message
+    assert not both.broken and llm.max_in_flight >= 2, "Left and Right did not call the LLM at once"
     left, right, start, end = seen["Left"], seen["Right"], seen["Start"], seen["End"]
     assert left["start"] < right["end"] and right["start"] < left["end"], "Left and Right did not overlap"
-    overlap = min(left["end"], right["end"]) - max(left["start"], right["start"])
-    assert overlap > 0.4
-    assert start["end"] <= min(left["start"], right["start"])
-    assert end["start"] >= max(left["end"], right["end"])
+    assert start["end"] < min(left["start"], right["start"])
+    assert end["start"] > max(left["end"], right["end"])
     assert llm.count == 4 and result.usage.calls == 4
     async with get_client() as client:
         parent = await client.read_flow_run(result.flow_run_id)
-        children = await client.read_flow_runs()
-    subflows = [r for r in children if r.parent_task_run_id is not None and r.name.startswith("Phase: ")]
-    mine = [r for r in subflows if r.start_time and parent.start_time and r.start_time >= parent.start_time]
-    assert {r.name for r in mine} >= {"Phase: Start", "Phase: Left", "Phase: Right", "Phase: End"}
-    assert all(r.end_time <= parent.end_time for r in mine if r.end_time)
+        subflows = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[result.flow_run_id]))
+        )
+    assert {r.name for r in subflows} >= {"Phase: Start", "Phase: Left", "Phase: Right", "Phase: End"}
+    assert all(r.end_time <= parent.end_time for r in subflows if r.end_time)
 
 
 async def test_max_concurrent_phases_is_a_limit(
     llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
 ) -> None:
-    llm.default = lambda _r: Reply(content="done", delay_s=0.3)
     path = write(
         "limited",
         head("limited", "maxConcurrentPhases: 1\n")
         + "".join(f"## Phase: P{i}\n\n### Steps\n- agent: a - P{i}\n\n" for i in range(3)),
     )
-    windows: dict[str, list[float]] = {}
-    import time
-
+    windows: dict[str, list[int]] = {}
+    order = itertools.count()  # the order the hooks fired in
     hooks = {
-        "phase:start": [lambda p: windows.setdefault(str(p["phase"]), []).append(time.perf_counter())],
-        "phase:complete": [lambda p: windows[str(p["phase"])].append(time.perf_counter())],
+        "phase:start": [lambda p: windows.setdefault(str(p["phase"]), []).append(next(order))],
+        "phase:complete": [lambda p: windows[str(p["phase"])].append(next(order))],
     }
     result = await arun(path, overrides=overrides, hooks=hooks)
     assert result.state == "COMPLETED"
     spans = sorted(windows.values())
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), (
+    assert len(spans) == 3 and all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False)), (
         "phases overlapped despite maxConcurrentPhases: 1"
     )
+    assert llm.max_in_flight == 1
 
 
 async def test_stages_without_work_are_recorded_skipped(
@@ -138,19 +149,19 @@ async def test_stages_without_work_are_recorded_skipped(
         "Only/parsing",
         "Only/integration",
     }
-    names: set[str] = set()
     async with get_client() as client:
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
-
         flow_filter = FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])
         )
-        for _ in range(50):  # the server records task runs from events, a moment later
+
+        async def task_run_names() -> set[str]:
             runs = await client.read_task_runs(flow_run_filter=flow_filter)
             names = {r.name if ":" in r.name else r.name.rsplit("-", 1)[0] for r in runs}
-            if names >= expected:
-                break
-            await asyncio.sleep(0.2)
+            assert names >= expected, sorted(names)
+            return names
+
+        # The server records task runs from events, a moment later.
+        names = await eventually(task_run_names, message="the stages' task runs")
     assert names == expected  # skipped stages cost no task run
 
 
@@ -274,13 +285,22 @@ async def test_a_failing_loop_body_says_so(llm: FakeOpenAIServer, overrides: Pro
 async def test_timeout_keeps_finished_outputs_and_names_the_phase(
     llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
 ) -> None:
-    llm.default = answer_by_prompt({"slow": Reply(content="late", delay_s=8)}, default=Reply(content="quick"))
+    never = threading.Event()  # the slow call's answer comes only after the test
+
+    def late(_request: RecordedRequest) -> Reply:
+        never.wait(DEADLINE_S)
+        return Reply(content="late")
+
+    llm.default = answer_by_prompt({"slow": late}, default=Reply(content="quick"))
     path = write(
         "slow",
-        head("slow", "maxExecutionTime: 3s\n")
+        head("slow", "maxExecutionTime: 5s\n")
         + "## Phase: Fast\n\n### Steps\n- agent: a - fast\n\n## Phase: Slow\ndependsOn: Fast\n\n### Steps\n- agent: a - slow\n",
     )
-    result = await arun(path, overrides=overrides)
+    try:
+        result = await arun(path, overrides=overrides)
+    finally:
+        never.set()
     assert result.state == "FAILED"
     assert result.phases["Fast"].state == "COMPLETED" and result.phases["Fast"].outputs == "quick"
     assert result.phases["Slow"].state == "TIMED_OUT"
@@ -375,14 +395,17 @@ async def test_response_cache_answers_a_second_run_without_a_call(
     llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
 ) -> None:
     llm.default = lambda r: Reply(content=f"answer to {prompt_of(r)}")
+    # A question of this test's own: the cache lives in result storage, which outlives a test.
+    question = f"same question {uuid.uuid4().hex[:8]}"
     path = write(
         "cached",
-        head("cached", "cache: {ttl: 1 hour}\n") + "## Phase: P\n\n### Steps\n- agent: a - same question {{ topic }}\n",
+        head("cached", "cache: {ttl: 1 hour}\n")
+        + f"## Phase: P\n\n### Steps\n- agent: a - {question} {{{{ topic }}}}\n",
     )
     first = await arun(path, overrides=overrides)
     second = await arun(path, overrides=overrides)
     assert first.state == second.state == "COMPLETED"
-    assert second.phases["P"].outputs == first.phases["P"].outputs == "answer to same question tides"
+    assert second.phases["P"].outputs == first.phases["P"].outputs == f"answer to {question} tides"
     assert llm.count == 1
     assert (first.usage.calls, second.usage.calls) == (1, 0)
     third = await arun(path, overrides=overrides, no_cache=True)
@@ -436,18 +459,19 @@ async def test_phase_moments_reach_prefects_event_feed(
     result = await arun(path, overrides=overrides)
     assert result.state == "COMPLETED"
     wanted = {"taskmark.phase.started", "taskmark.phase.completed", "taskmark.execution.completed"}
-    names: set[str] = set()
     query = EventFilter(
         event=EventNameFilter(prefix=["taskmark."]),
         resource=EventResourceFilter(labels={"prefect.resource.id": ["taskmark.*evented*"]}),
     )
     async with get_client() as client:
-        for _ in range(60):  # the server persists events a moment after they are sent
+
+        async def event_names() -> set[str]:
             response = await client.request(
                 "POST", "/events/filter", json={"filter": query.model_dump(mode="json"), "limit": 50}
             )
             names = {e["event"] for e in response.json()["events"]}
-            if names >= wanted:
-                break
-            await asyncio.sleep(0.25)
-    assert names >= wanted
+            assert names >= wanted, sorted(names)
+            return names
+
+        # The server persists events a moment after they are sent.
+        await eventually(event_names, message="the phase events")
