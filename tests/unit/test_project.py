@@ -134,3 +134,11 @@ def test_validate_imports_neither_prefect_nor_litellm() -> None:
 def test_source_type_checks_strictly() -> None:
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("check", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_tree_is_ruff_clean(check: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *check, "--no-cache", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
