@@ -259,6 +259,15 @@ def _is_complete(records: RunRecords, trace: RunTrace, events: Mapping[str, Even
         for p in trace.phases
     ):
         return False
+    # A failed phase's message names the stage that failed (PhaseFailed); that stage records
+    # itself as it ends, so until its task run is stored, the stage is known only by its calls.
+    if any(
+        s.task_run_id is None and f"failed in {s.name}:" in (p.message or "")
+        for p in trace.phases
+        if p.state == "FAILED"
+        for s in p.stages
+    ):
+        return False
     phases = [*trace.phases, *(p for a in trace.earlier_attempts for p in a.phases)]
     calls = [c for p in phases for s in p.stages for c in s.calls]
     if any(
