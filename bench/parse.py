@@ -30,7 +30,8 @@ def generate(phases: int) -> str:
         deps = [f"P{i - 1}"] if i else []
         if i >= 10:
             deps.append(f"P{i - 10}")
-        refs = "".join(f' {{{{ phases["{d}"].summary }}}}' for d in deps)
+        # Each phase merges its answers by agent: a field is read through the agent's answer.
+        refs = "".join(f' {{{{ phases["{d}"]["worker"].summary }}}}' for d in deps)
         parts.append(
             f"## Phase: P{i}\ndependsOn: [{', '.join(deps)}]\nparallel: {'true' if i % 2 else 'false'}\n\n"
             f"### Steps\n- agent: worker - Work on {{{{ topic }}}} at depth {{{{ depth }}}}.{refs}\n"

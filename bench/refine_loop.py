@@ -79,7 +79,16 @@ class StubRuntime:
         )
 
     async def call(
-        self, phase: Any, stage: str, agent: Any, prompt: str, layers: Any, schema: Any, *, tags: tuple[str, ...] = ()
+        self,
+        phase: Any,
+        stage: str,
+        agent: Any,
+        prompt: str,
+        layers: Any,
+        schema: Any,
+        *,
+        tags: tuple[str, ...] = (),
+        loop_round: int | None = None,
     ) -> Any:
         self.calls += 1
         return self.critique if stage == "critique" else self.revision

@@ -9,6 +9,8 @@
     taskmark.on("phase:complete", print)
 
 Names are imported on first use, so ``import taskmark`` costs neither Prefect nor litellm.
+``run``, ``arun`` and ``aretry`` use the same Prefect API as the CLI: ``PREFECT_API_URL`` when
+it is set, else taskmark's local server, started if needed (never Prefect's ephemeral one).
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ __all__ = ["RunResult", "aretry", "arun", "compile", "load", "on", "run"]
 if TYPE_CHECKING:
     from taskmark.definition import load_definition as load
     from taskmark.flows import compile
-    from taskmark.flows._run import RunResult, aretry, arun, on, run
+    from taskmark.flows._entry import aretry, arun, run
+    from taskmark.flows._run import RunResult, on
 
 _WHERE = {
     "load": ("taskmark.definition", "load_definition"),
     "compile": ("taskmark.flows", "compile"),
-    "run": ("taskmark.flows._run", "run"),
-    "arun": ("taskmark.flows._run", "arun"),
-    "aretry": ("taskmark.flows._run", "aretry"),
+    "run": ("taskmark.flows._entry", "run"),
+    "arun": ("taskmark.flows._entry", "arun"),
+    "aretry": ("taskmark.flows._entry", "aretry"),
     "on": ("taskmark.flows._run", "on"),
     "RunResult": ("taskmark.flows._run", "RunResult"),
 }

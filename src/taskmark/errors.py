@@ -7,7 +7,13 @@
      ├── ProviderError                       an LLM call failed; carries model and status_code
      ├── LocalServerError                    the local Prefect server did not start or stop
      │                                       (defined in taskmark.flows._local_server)
-     └── RetryError                          a run cannot be retried (taskmark.flows._run)
+     ├── RetryError                          a run cannot be retried (taskmark.flows._run)
+     ├── ApiUnreachableError                 the Prefect API did not answer; carries its url
+     ├── PromptError                         a template of a definition could not be rendered
+     │                                       (taskmark.tasks._rendering)
+     └── DocumentOutsideRoots                a document or index file resolves outside the folders
+                                             documents may come from (also PermissionError;
+                                             defined in taskmark.definition._context)
 
 Every error a user can cause is one of these, so the CLI can print it without a traceback.
 """
@@ -18,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Diagnostic", "DefinitionError", "ProviderError", "TaskmarkError"]
+__all__ = ["ApiUnreachableError", "Diagnostic", "DefinitionError", "ProviderError", "TaskmarkError"]
 
 Severity = Literal["error", "warning"]
 
@@ -98,3 +104,20 @@ class ProviderError(TaskmarkError):
         self.attempts = 1
         """HTTP requests the call made before it failed (retries and fallbacks included)."""
         super().__init__(msg)
+
+
+class ApiUnreachableError(TaskmarkError):
+    """The Prefect API did not answer: not running, gone mid-run, or not at that address.
+
+    Every command says it the same way: ``the Prefect API at URL did not answer: REASON``.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"the Prefect API at {url} did not answer: {reason}")
+
+    @classmethod
+    def from_error(cls, url: str, error: BaseException) -> ApiUnreachableError:
+        """The error for ``url`` that ``error`` (a refused connection, a timeout) shows."""
+        return cls(url, f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)

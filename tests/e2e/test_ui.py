@@ -251,11 +251,11 @@ def test_provider_block_shows_its_key_masked_and_can_be_made_in_the_ui(
     name = page.locator(".schema-form-property, .p-label").filter(has_text="Block Name").locator("input").first
     api_key = (
         page.locator("section, div")
-        .filter(has=page.get_by_text("Api Key", exact=True))
+        .filter(has=page.get_by_text("API key", exact=True))
         .filter(has=page.get_by_text("password", exact=True))
         .last
     )
-    page.get_by_text("Max Input Tokens", exact=True).wait_for()  # the whole form is drawn
+    page.get_by_text("Context window (tokens)", exact=True).wait_for()  # the whole form is drawn
     for attempt in range(3):
         name.fill("from-the-ui")
         api_key.locator("textarea, input").last.fill(made_in_ui)

@@ -164,8 +164,11 @@ class PrefectStack:
 
     # -- the server --------------------------------------------------------------------------
 
-    def start_server(self) -> None:
-        """`prefect server start` on 127.0.0.1 and a free port; waits for ``/api/health``."""
+    def start_server(self) -> subprocess.Popen[bytes]:
+        """`prefect server start` on 127.0.0.1 and a free port; waits for ``/api/health``.
+
+        Returns the server's process (a test may kill it).
+        """
         server = self.start(f"prefect server start --host 127.0.0.1 --port {DEFAULT_PORT}", log_name="server")
 
         def healthy() -> bool:
@@ -178,6 +181,7 @@ class PrefectStack:
                 return False
 
         wait_for(healthy, "the Prefect server's /api/health", timeout=_SERVER_START_TIMEOUT)
+        return server
 
     def close(self) -> None:
         """Stop every background process: workers and servers first, the Prefect server last.

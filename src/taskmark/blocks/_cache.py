@@ -1,14 +1,17 @@
 """The response cache: Prefect's own task cache, keyed on what decides an LLM's answer.
 
 An inference task that takes ``provider``, ``messages``, ``schema``, ``overrides`` (and
-optionally ``scope``) parameters gets ``cache_policy=LLM_REQUEST_CACHE`` with its result
-persisted (``llm_cache_options(ttl)``). An identical request in the same scope is then
-answered from Prefect's result storage without a call, in any process that shares it —
+optionally ``scope`` and ``labels``) parameters gets ``cache_policy=LLM_REQUEST_CACHE`` with
+its result persisted (``llm_cache_options(ttl)``). An identical request in the same scope is
+then answered from Prefect's result storage without a call, in any process that shares it —
 which is what lets a retried run skip the calls it already paid for.
 
-The key covers the model, endpoint, sampling parameters, messages, schema and scope; it
-never covers the API key (a secret must not shape a file name), and not the local server's
-per-process address, so cached local answers survive a restart.
+The key covers the model, endpoint, sampling parameters, messages, schema and scope, and
+for a call inside a refine loop its stage and round (``CallLabels.round``): a loop's round
+often sends exactly the request of the round before it, and answering it from that round
+would make the loop do nothing. It never covers the API key (a secret must not shape a file
+name), and not the local server's per-process address, so cached local answers survive a
+restart.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from prefect.context import TaskRunContext
 
 from ._provider import LLMProvider
 from ._structured import schema_json
-from ._types import ChatModel, Message, Schema
+from ._types import CallLabels, ChatModel, Message, Schema
 
 __all__ = ["LLM_REQUEST_CACHE", "LLMRequestCache", "llm_cache_options", "request_cache_key"]
 
@@ -38,6 +41,7 @@ def request_cache_key(
     schema: Schema | None = None,
     overrides: Mapping[str, Any] | None = None,
     scope: str | None = None,
+    labels: CallLabels | None = None,
 ) -> str:
     """A stable hash of everything that decides the answer to a request.
 
@@ -48,6 +52,8 @@ def request_cache_key(
         overrides: Per-call overrides, as passed to ``acomplete``.
         scope: Where the answer may be reused (a run and a call's place in it); None for
             anywhere.
+        labels: Where the call belongs; only a refine loop's stage and round count (the
+            rest is already in the messages or the scope).
 
     Returns:
         A hex digest; equal for equal requests in any process.
@@ -65,13 +71,17 @@ def request_cache_key(
         }
     else:
         endpoint = {"model": provider.model_name, "overrides": overrides}
-    material = {
+    material: dict[str, Any] = {
         "v": KEY_VERSION,
         "endpoint": endpoint,
         "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
         "schema": schema_json(schema) if schema is not None else None,
         "scope": scope,
     }
+    if labels is not None and labels.round is not None:
+        # Added only inside a loop, so the keys of every other call (and the answers
+        # already stored under them) stay as they were.
+        material["loop"] = [labels.stage, labels.round]
     blob = json.dumps(material, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -89,6 +99,7 @@ class LLMRequestCache(CachePolicy):
     schema_param: str = "schema"
     overrides_param: str = "overrides"
     scope_param: str = "scope"
+    labels_param: str = "labels"
 
     def compute_key(
         self,
@@ -108,12 +119,13 @@ class LLMRequestCache(CachePolicy):
             inputs.get(self.schema_param),
             inputs.get(self.overrides_param),
             inputs.get(self.scope_param),
+            labels if isinstance(labels := inputs.get(self.labels_param), CallLabels) else None,
         )
         return f"taskmark-llm-{key}"
 
 
 LLM_REQUEST_CACHE = LLMRequestCache()
-"""The policy for a task with ``provider``, ``messages``, ``schema``, ``overrides`` parameters."""
+"""The policy for a task with ``provider``, ``messages``, ``schema``, ``overrides``, ``scope``, ``labels`` parameters."""
 
 
 def llm_cache_options(

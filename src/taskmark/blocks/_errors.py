@@ -7,13 +7,19 @@ content-policy and spend/budget limits. What is not recognised is permanent: ret
 error we do not understand only multiplies it.
 
 Every message is built here from the status and the provider's reason, with the key
-redacted, so no secret can leave through an exception, a log line or a failed state.
+redacted, so no secret can leave through an exception, a log line or a failed state. Two
+faults that litellm reports as an HTTP status though no HTTP exchange took place are said as
+what they are: a connection that could not be made ("could not connect to URL (connection
+refused)", still transient), and a missing key ("no API key for MODEL (set OPENAI_API_KEY
+...)", permanent: no request was sent, and none will be until a key is given).
 """
 
 from __future__ import annotations
 
 import email.utils
 import re
+import socket
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,7 +37,10 @@ _REASON_LIMIT = 300
 _KEYLIKE = re.compile(r"\b(?:sk|pk|rk|gsk|xai|key|api[-_]?key)[-_][A-Za-z0-9_\-]{16,}|\bAIza[0-9A-Za-z_\-]{30,}")
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 _SPEND_LIMIT = re.compile(r"insufficient_quota|exceeded your current quota|budget|billing", re.I)
-_NO_CREDENTIALS = re.compile(r"missing credentials|api_key client option must be set", re.I)
+_NO_CREDENTIALS = re.compile(
+    r"missing credentials|api_key client option must be set|missing [\w ]{0,30}api key|no api key (was )?(provided|set)",
+    re.I,
+)
 _LITELLM_PREFIX = re.compile(r"^(litellm\.\w+:\s*)+|(\w+Error:\s*)+|OpenAIException\s*-\s*")
 
 
@@ -71,6 +80,8 @@ def classify(
     model: str,
     provider: str,
     secrets: Iterable[str | None] = (),
+    url: str | None = None,
+    block: str | None = None,
 ) -> Failure:
     """Translate an exception from a provider call into a ``Failure``.
 
@@ -79,23 +90,93 @@ def classify(
         model: The model the call went to.
         provider: A human name for the endpoint (block name, or the litellm provider).
         secrets: Values to redact from the reason (the API key).
+        url: The API base the request went to, for a connection failure; None for the
+            provider's own (then the URL is taken from the failed request, if known).
+        block: The saved ``LLMProvider`` block the call's settings come from, if any: a
+            missing key is then fixed on the block.
 
     Returns:
         The ``ProviderError`` to raise, marked transient or not, and any Retry-After.
     """
-    status = _status_of(exc)
     kind = type(exc).__name__
     reason = _reason_of(exc, kind, secrets)
-    # An exhausted quota arrives as a 429, and a missing key as a 500 from litellm, but
-    # waiting fixes neither.
-    transient = (
-        _is_transient(exc, kind, status) and not _SPEND_LIMIT.search(reason) and not _NO_CREDENTIALS.search(reason)
-    )
+    if _NO_CREDENTIALS.search(reason):
+        # litellm reports a missing key as a 500 or 401, though nothing was sent; waiting
+        # will not fix it.
+        return Failure(error=ProviderError(_no_key(model, provider, block), model=model))
+    status = _status_of(exc)
+    unreachable = _connect_failure(exc) if status != 408 else None
+    if unreachable is not None:
+        where = redact(url or _url_of(exc), secrets)
+        message = f"{provider}: model {model!r} could not connect to {where} ({unreachable})"
+        error = ProviderError(message, model=model, transient=_is_transient(exc, kind, status))
+        return Failure(error=error, retry_after_s=None)
+    # An exhausted quota arrives as a 429, but waiting does not fix it.
+    transient = _is_transient(exc, kind, status) and not _SPEND_LIMIT.search(reason)
     what = "transient" if transient else "permanent"
     status_text = f"HTTP {status}" if status is not None else kind
     message = f"{provider}: model {model!r} failed ({status_text}, {what}): {reason}"
     error = ProviderError(message, model=model, status_code=status, transient=transient)
     return Failure(error=error, retry_after_s=_retry_after(exc) if transient else None)
+
+
+def _no_key(model: str, provider: str, block: str | None) -> str:
+    from ._litellm import key_variables
+
+    names = " or ".join(key_variables(model)) or "the provider's key variable"
+    where = (
+        f"set {names}, or the api_key of LLMProvider block {block!r}"
+        if block
+        else f"set {names} or TASKMARK_LLM_API_KEY, or pass --api-key"
+    )
+    who = "" if provider == model else f"{provider}: "
+    return f"{who}no API key for {model!r} ({where})"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from, outermost first."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+# Raised while opening a connection (httpx, aiohttp under litellm), before any byte of a
+# request was sent.
+_CONNECT_KINDS = frozenset({"ConnectError", "ClientConnectorError", "ClientConnectorDNSError", "ConnectTimeout"})
+
+
+def _connect_failure(exc: BaseException) -> str | None:
+    """Why a connection could not be opened, or None if the failure came later."""
+    chain = _chain(exc)
+    if not any(type(e).__name__ in _CONNECT_KINDS or isinstance(e, ConnectionRefusedError) for e in chain):
+        return None
+    for error in reversed(chain):  # the innermost error is the most precise
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(error, socket.gaierror) or type(error).__name__ == "ClientConnectorDNSError":
+            return "host name not found"
+        if isinstance(error, ssl.SSLError):
+            return "TLS handshake failed"
+        if isinstance(error, TimeoutError) or type(error).__name__ == "ConnectTimeout":
+            return "connection timed out"
+    return "connection failed"
+
+
+def _url_of(exc: BaseException) -> str:
+    # Innermost first: litellm's own exceptions carry a placeholder request of their own.
+    for error in reversed(_chain(exc)):
+        try:
+            # httpx's ConnectError raises RuntimeError when it carries no request.
+            request = getattr(error, "request", None)
+        except RuntimeError:
+            continue
+        url = getattr(request, "url", None)
+        if url is not None:
+            return str(url)
+    return "the provider's API"
 
 
 def _status_of(exc: BaseException) -> int | None:

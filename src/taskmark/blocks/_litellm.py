@@ -12,7 +12,15 @@ import threading
 from functools import lru_cache
 from types import ModuleType
 
-__all__ = ["cost_of", "litellm", "normalize_model", "provider_of"]
+__all__ = [
+    "cost_of",
+    "has_provider_key",
+    "key_variables",
+    "litellm",
+    "normalize_model",
+    "provider_of",
+    "speaks_openai",
+]
 
 _IMPORT_LOCK = threading.Lock()
 
@@ -53,6 +61,47 @@ def normalize_model(model: str, api_base: str | None) -> str:
     if api_base and provider_of(model) is None:
         return f"openai/{model}"
     return model
+
+
+@lru_cache(maxsize=256)
+def speaks_openai(model: str) -> bool:
+    """Whether litellm sends ``model`` through the OpenAI client (OpenAI or a compatible API)."""
+    provider = provider_of(model)
+    if provider is None:
+        return False
+    return provider in {"openai", "text-completion-openai", "custom_openai"} or provider in set(
+        litellm().openai_compatible_providers
+    )
+
+
+# Providers whose key litellm's validate_environment does not check (it reports them as
+# ready with no key at all).
+_UNCHECKED_KEYS = {"zai": ("ZAI_API_KEY",)}
+
+
+def has_provider_key(model: str) -> bool:
+    """Whether the environment holds the key litellm reads for ``model`` (``OPENAI_API_KEY``...)."""
+    return _key_check(model)[0]
+
+
+def key_variables(model: str) -> list[str]:
+    """The environment variables litellm would read ``model``'s key from, when they are unset.
+
+    Returns:
+        Their names (``["OPENAI_API_KEY"]``), or an empty list when litellm does not say.
+    """
+    return _key_check(model)[1]
+
+
+def _key_check(model: str) -> tuple[bool, list[str]]:
+    names = _UNCHECKED_KEYS.get(provider_of(model) or "")
+    if names is not None:
+        return any(os.environ.get(name) for name in names), list(names)
+    try:
+        result = litellm().validate_environment(model=model)
+    except Exception:  # noqa: BLE001 - an unknown model has no known key
+        return False, []
+    return bool(result.get("keys_in_environment")), [str(name) for name in result.get("missing_keys") or []]
 
 
 _UNPRICED: set[str] = set()

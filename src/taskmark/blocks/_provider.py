@@ -46,6 +46,14 @@ class LLMProvider(Block):
     emits a ``taskmark.llm.completed`` or ``taskmark.llm.failed`` Prefect event.
     """
 
+    _description = (
+        "An LLM endpoint for taskmark: a litellm model string with its key, base URL, timeout, "
+        "retries, fallbacks, rate limit and prices. Runs use the block named `default` unless "
+        "a definition (or its phase, step or agent) names another with `provider: NAME`; "
+        "`--model` and `--api-base` on the command line override `default` for one run. "
+        "Without a `default` block, a provider key in the environment (OPENAI_API_KEY...) or "
+        "the embedded local model answers."
+    )
     _block_type_name = "LLM Provider"
     _block_type_slug = "llm-provider"
     _documentation_url = "https://docs.litellm.ai/docs/providers"  # type: ignore[assignment]
@@ -61,38 +69,56 @@ class LLMProvider(Block):
 
     model: str = Field(
         default=LOCAL_MODEL,
+        title="Model",
         description=(
             "The litellm model string, e.g. 'gpt-4o-mini', 'anthropic/claude-sonnet-4-5', "
             f"'openai/NAME' for an OpenAI-compatible server, or '{LOCAL_MODEL}'."
         ),
     )
-    api_base: str | None = Field(default=None, description="Base URL of the API; empty for the provider's own.")
+    api_base: str | None = Field(
+        default=None, title="API base URL", description="Base URL of the API; empty for the provider's own."
+    )
     api_key: SecretStr | None = Field(
         default=None,
+        title="API key",
         description="API key; empty to use the provider's usual variable (OPENAI_API_KEY...).",
     )
     temperature: float | None = Field(
-        default=None, ge=0, le=2, description="Sampling temperature; empty for the model's."
+        default=None, title="Temperature", ge=0, le=2, description="Sampling temperature; empty for the model's."
     )
-    max_tokens: int | None = Field(default=None, ge=1, description="Most tokens to generate; empty for the model's.")
+    max_tokens: int | None = Field(
+        default=None, title="Max output tokens", ge=1, description="Most tokens to generate; empty for the model's."
+    )
     max_input_tokens: int | None = Field(
         default=None,
+        title="Context window (tokens)",
         ge=1,
         description=(
             "The model's context window in tokens, for models litellm does not know "
             "(self-hosted servers); empty to use litellm's model map."
         ),
     )
-    timeout_s: float = Field(default=60.0, gt=0, description="Seconds one HTTP attempt may take before it fails.")
-    max_retries: int = Field(default=3, ge=0, le=20, description="Retries of a transient failure, per model.")
-    retry_backoff_s: float = Field(default=1.0, ge=0, description="First retry delay in seconds; doubles each retry.")
+    timeout_s: float = Field(
+        default=60.0, title="Timeout (seconds)", gt=0, description="Seconds one HTTP attempt may take before it fails."
+    )
+    max_retries: int = Field(
+        default=3, title="Max retries", ge=0, le=20, description="Retries of a transient failure, per model."
+    )
+    retry_backoff_s: float = Field(
+        default=1.0,
+        title="First retry delay (seconds)",
+        ge=0,
+        description="First retry delay in seconds; doubles each retry.",
+    )
     max_backoff_s: float = Field(
         default=60.0,
+        title="Longest retry delay (seconds)",
         ge=0,
         description="Longest wait between retries; a longer Retry-After moves to fallbacks.",
     )
     fallbacks: list[str] = Field(
         default_factory=list,
+        title="Fallbacks",
         description=(
             "Tried in order when retries are spent: litellm model strings (sent with this "
             "block's settings) or saved blocks as 'llm-provider/NAME'."
@@ -100,24 +126,33 @@ class LLMProvider(Block):
     )
     rate_limit: int | None = Field(
         default=None,
+        title="Rate limit (requests per minute)",
         ge=1,
         description="Requests per minute across all workers (a Prefect global concurrency limit).",
     )
     extra_headers: SecretDict | None = Field(
-        default=None, description="HTTP headers sent with each request (kept secret)."
+        default=None, title="Extra HTTP headers", description="HTTP headers sent with each request (kept secret)."
     )
     extra_params: dict[str, Any] = Field(
         default_factory=dict,
+        title="Extra litellm parameters",
         description="Other litellm completion parameters, e.g. top_p, seed or stop.",
     )
     input_cost_per_million_tokens: float | None = Field(
-        default=None, ge=0, description="Price of a million prompt tokens in USD, if custom."
+        default=None,
+        title="Input price (USD per million tokens)",
+        ge=0,
+        description="Price of a million prompt tokens in USD, if custom.",
     )
     output_cost_per_million_tokens: float | None = Field(
-        default=None, ge=0, description="Price of a million completion tokens in USD, if custom."
+        default=None,
+        title="Output price (USD per million tokens)",
+        ge=0,
+        description="Price of a million completion tokens in USD, if custom.",
     )
     structured_output: OutputMode = Field(
         default="auto",
+        title="Structured output mode",
         description=(
             "How a schema is requested: json_schema or json_object response_format, prompt (instructions only) or auto."
         ),
@@ -340,9 +375,14 @@ class LLMProvider(Block):
         try:
             parsed = parse_reply(fixed.text, schema)
         except ParseFailure as failure:
+            # Valid JSON in the wrong shape is a different fault from prose: say which.
+            what = (
+                f"did not return valid JSON after one repair ({failure.reason})"
+                if failure.problems is None
+                else f"replied with JSON that does not match the declared outputs after one repair ({failure.problems})"
+            )
             error = ProviderError(
-                f"{self.label}: model {self.model!r} did not return valid JSON after one "
-                f"repair ({failure.reason}); the reply begins {quote(fixed.text)}",
+                f"{self.label}: model {self.model!r} {what}; the reply begins {quote(fixed.text)}",
                 model=self.model,
             )
             error.attempts = attempts
@@ -383,7 +423,14 @@ class LLMProvider(Block):
         kwargs, secrets = await build_request(self, messages, fmt)
 
         def _classify(exc: BaseException) -> Failure:
-            return classify(exc, model=self.model, provider=self.label, secrets=secrets)
+            return classify(
+                exc,
+                model=self.model,
+                provider=self.label,
+                secrets=secrets,
+                url=kwargs.get("api_base"),
+                block=self._block_document_name,
+            )
 
         async def _once() -> Completion:
             if self.rate_limit:

@@ -7,7 +7,6 @@ retries, repair) and this module as mechanism.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ async def build_request(
     provider: LLMProvider, messages: Sequence[Message], fmt: dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[str]]:
     """Litellm keyword arguments for one request, and the secrets they contain."""
-    from ._litellm import normalize_model
+    from ._litellm import has_provider_key, normalize_model, speaks_openai
 
     secrets: list[str] = []
     api_key: str | None
@@ -39,10 +38,11 @@ async def build_request(
         api_base = provider.api_base
         model = normalize_model(provider.model, api_base)
         api_key = provider.api_key.get_secret_value() if provider.api_key else None
-        if api_key is None and api_base and model.startswith("openai/"):
-            # OpenAI-compatible servers often need no key, but the OpenAI client
-            # refuses to send a request without one.
-            api_key = os.environ.get("OPENAI_API_KEY") or _NO_KEY_PLACEHOLDER
+        if api_key is None and api_base and speaks_openai(model) and not has_provider_key(model):
+            # A server of one's own often needs no key (`--api-base` alone), but the OpenAI
+            # client refuses to send a request without one. The placeholder is redacted like
+            # a key: it never reaches a message or a log line.
+            api_key = _NO_KEY_PLACEHOLDER
     if api_key:
         secrets.append(api_key)
     kwargs: dict[str, Any] = {

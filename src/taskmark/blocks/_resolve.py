@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from taskmark.errors import ProviderError
 from taskmark.settings import Settings
 
+from ._litellm import has_provider_key
 from ._local import is_local_model
 from ._provider import LLMProvider
 
@@ -115,7 +116,7 @@ async def aresolve_provider(
     if block is not None:
         return _with_model(block, model)
 
-    if model and not is_local_model(model) and _has_provider_key(model):
+    if model and not is_local_model(model) and has_provider_key(model):
         return LLMProvider(model=model)
 
     # The local model writes ~10-40 tokens a second on a laptop's CPU: a long answer is not a hung server.
@@ -146,21 +147,3 @@ async def _load(name: str) -> LLMProvider | None:
 
 def _with_model(block: LLMProvider, model: str | None) -> LLMProvider:
     return block.with_overrides(model=model) if model else block
-
-
-# Providers whose key litellm's validate_environment does not check (it reports them as
-# ready with no key at all, which would send a keyless request instead of going local).
-_UNCHECKED_KEYS = {"zai": ("ZAI_API_KEY",)}
-
-
-def _has_provider_key(model: str) -> bool:
-    from ._litellm import litellm, provider_of
-
-    names = _UNCHECKED_KEYS.get(provider_of(model) or "")
-    if names is not None:
-        return any(os.environ.get(name) for name in names)
-    try:
-        result = litellm().validate_environment(model=model)
-    except Exception:  # noqa: BLE001 - an unknown model has no known key
-        return False
-    return bool(result.get("keys_in_environment"))

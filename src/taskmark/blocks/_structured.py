@@ -35,10 +35,14 @@ _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_-]+")
 
 
 class ParseFailure(ValueError):
-    """The reply is not JSON matching the schema; ``reason`` says why."""
+    """The reply is not JSON matching the schema; ``reason`` says why.
 
-    def __init__(self, reason: str) -> None:
+    ``problems`` is set when the reply is JSON that breaks the schema: which fields, and why.
+    """
+
+    def __init__(self, reason: str, *, problems: str | None = None) -> None:
         self.reason = reason
+        self.problems = problems
         super().__init__(reason)
 
 
@@ -113,7 +117,7 @@ def parse_reply(text: str, schema: Schema) -> Any:  # noqa: ANN401
         try:
             return schema.model_validate_json(body)
         except ValidationError as exc:
-            raise ParseFailure(_first_errors(exc)) from None
+            raise _failure(exc) from None
     try:
         value = json.loads(body)
     except json.JSONDecodeError as exc:
@@ -122,12 +126,16 @@ def parse_reply(text: str, schema: Schema) -> Any:  # noqa: ANN401
     return value
 
 
-def _first_errors(exc: ValidationError) -> str:
+def _failure(exc: ValidationError) -> ParseFailure:
     errors = exc.errors(include_url=False)
     if errors and errors[0]["type"] == "json_invalid":
-        return f"not JSON ({errors[0]['msg']})"
+        return ParseFailure(f"not JSON ({errors[0]['msg']})")
     parts = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in errors[:3]]
-    return "does not match the schema: " + "; ".join(parts)
+    return _mismatch("; ".join(parts))
+
+
+def _mismatch(problems: str) -> ParseFailure:
+    return ParseFailure("does not match the schema: " + problems, problems=problems)
 
 
 def _validate_json_schema(value: Any, schema: Mapping[str, Any]) -> None:  # noqa: ANN401
@@ -138,7 +146,7 @@ def _validate_json_schema(value: Any, schema: Mapping[str, Any]) -> None:  # noq
     errors = sorted(validator_cls(schema).iter_errors(value), key=lambda e: list(e.path))
     if errors:
         parts = [f"{'.'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors[:3]]
-        raise ParseFailure("does not match the schema: " + "; ".join(parts))
+        raise _mismatch("; ".join(parts))
 
 
 def repair_messages(messages: Sequence[Message], reply: Completion, reason: str, schema: Schema) -> list[Message]:

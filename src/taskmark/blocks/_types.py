@@ -88,10 +88,18 @@ class CallLabels(BaseModel):
     stage: str | None = Field(default=None, description="The lifecycle stage.")
     step: str | None = Field(default=None, description="The step, e.g. its agent id.")
     agent: str | None = Field(default=None, description="The agent's id.")
+    round: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "The critique/refine round (1-based) of a call made inside a refine loop; None "
+            "elsewhere. Part of the response cache key, so no round is answered by an earlier one."
+        ),
+    )
 
     def as_event_labels(self) -> dict[str, str]:
         """The labels set, with ``taskmark.`` keys, for an event's resource."""
-        return {f"taskmark.{k}": v for k, v in self.model_dump().items() if v is not None}
+        return {f"taskmark.{k}": str(v) for k, v in self.model_dump().items() if v is not None}
 
 
 @runtime_checkable

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Coroutine, Iterable
+import sys
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from taskmark.definition import Definition, Report, validate_file
-from taskmark.errors import Diagnostic
+from taskmark.errors import ApiUnreachableError, Diagnostic, TaskmarkError
 
 T = TypeVar("T")
 
@@ -19,9 +21,12 @@ __all__ = [
     "ApiBase",
     "ApiKey",
     "Model",
+    "api_errors",
     "call_api",
+    "check_api",
     "connect_prefect",
     "diagnostics_json",
+    "exit_unreachable",
     "expand_paths",
     "load_or_exit",
     "parse_inputs",
@@ -75,9 +80,14 @@ def load_or_exit(path: str, *, code: int = 1) -> Definition:
 
 def connect_prefect(*, ephemeral: bool = False, quiet: bool = False) -> str:
     """Point Prefect at PREFECT_API_URL, else taskmark's local server (started if needed), or
-    (opt-in) an ephemeral one; the API URL in use. A server that will not start exits 1."""
+    (opt-in) an ephemeral one; the API URL in use ("" for the ephemeral one). A server that
+    will not start, or does not answer, exits 1 with one line."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # While its server is gone, Prefect's events worker logs every event it could not send,
+    # whole (several KB, one every ~7 s); the command says it once. Read as Prefect loads its
+    # settings, so before Prefect is imported; a value the user set wins.
+    os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "CRITICAL")
     from taskmark.flows._crashes import enable_heartbeats
     from taskmark.flows._local_server import LocalServerError, connect
 
@@ -102,9 +112,68 @@ def connect_prefect(*, ephemeral: bool = False, quiet: bool = False) -> str:
             handler.setLevel(logging.CRITICAL)
     # We report invalid inputs ourselves (exit 2); Prefect would log them a second time.
     logging.getLogger("prefect.flows").setLevel(logging.CRITICAL)
+    # The API log handler prints each batch of logs it could not send, unless told not to.
+    logging.raiseExceptions = False
+    if url:
+        check_api(url)
     if url and not quiet:
         typer.echo(f"Prefect UI: {url.removesuffix('/api')}", err=True)
     return url
+
+
+API_CHECK_TIMEOUT_S = 10.0
+"""Seconds a command waits to connect to the Prefect API (and for its first answer)."""
+
+
+def check_api(url: str) -> None:
+    """Exit 1 with the one-line error when nothing accepts connections at ``url``.
+
+    Prefect's client would raise a long traceback instead. A server that accepts the
+    connection is there, even if it is too busy to answer at once (Prefect's client waits
+    for it), or answers with an HTTP error.
+    """
+    import httpx
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=API_CHECK_TIMEOUT_S)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+        exit_unreachable(ApiUnreachableError.from_error(url, error))
+    except httpx.TransportError:
+        pass
+
+
+def exit_unreachable(error: ApiUnreachableError, *, abandon: bool = False) -> NoReturn:
+    """Print ``error: the Prefect API at URL did not answer: REASON`` and exit 1.
+
+    Args:
+        error: What did not answer, and how.
+        abandon: Exit at once, leaving what Prefect's background services still hold (events
+            and logs of a run) undelivered: at a normal exit they would try to send each to the
+            lost server for seconds, one after another, for minutes in all.
+    """
+    typer.echo(f"error: {error}", err=True)
+    if abandon:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    raise typer.Exit(code=1)
+
+
+@contextmanager
+def api_errors(url: str) -> Iterator[None]:
+    """Within this block, an API that does not answer exits 1 with the one-line error.
+
+    Covers :class:`ApiUnreachableError` and the HTTP errors of Prefect's client (a refused
+    connection, a timeout, a status Prefect gave up on).
+    """
+    import httpx
+
+    try:
+        yield
+    except ApiUnreachableError as error:
+        exit_unreachable(error)
+    except httpx.HTTPError as error:  # Prefect's own PrefectHTTPStatusError is one too
+        exit_unreachable(ApiUnreachableError.from_error(url or "Prefect's ephemeral server", error))
 
 
 def call_api(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -113,19 +182,14 @@ def call_api(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     import asyncio
 
     url = connect_prefect(quiet=True)
-    import httpx
-    from prefect.exceptions import PrefectHTTPStatusError
-
-    from taskmark.errors import TaskmarkError
-
-    try:
-        return asyncio.run(work())
-    except TaskmarkError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    except (httpx.HTTPError, PrefectHTTPStatusError) as error:
-        typer.echo(f"error: the Prefect API at {url} did not answer: {type(error).__name__}: {error}", err=True)
-        raise typer.Exit(code=1) from None
+    with api_errors(url):
+        try:
+            return asyncio.run(work())
+        except ApiUnreachableError:
+            raise
+        except TaskmarkError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=2) from None
 
 
 def _typed(definition: Definition, key: str, raw: str) -> Any:  # noqa: ANN401
@@ -144,7 +208,12 @@ def _typed(definition: Definition, key: str, raw: str) -> Any:  # noqa: ANN401
 
 
 def parse_inputs(definition: Definition, params: list[str], params_file: Path | None) -> dict[str, Any]:
-    """The inputs given as ``--param K=V`` (typed by the requirements) over a JSON ``--params-file``."""
+    """The inputs given as ``--param K=V`` (typed by the requirements) over a JSON ``--params-file``.
+
+    Raises:
+        typer.BadParameter: An unknown input, a value that is not JSON where JSON is needed,
+            or one of the wrong type or outside its bounds (exit code 2, the input named).
+    """
     inputs: dict[str, Any] = {}
     if params_file is not None:
         try:
@@ -159,6 +228,13 @@ def parse_inputs(definition: Definition, params: list[str], params_file: Path | 
         if not sep:
             raise typer.BadParameter(f"expected K=V; found {item!r}", param_hint="--param")
         inputs[key.strip()] = _typed(definition, key.strip(), raw)
+    # Checked here, before a server is started or a run made: type and bounds, as the flow will.
+    requirements = definition.metadata.requirements
+    for key, value in inputs.items():
+        problem = requirements[key].problem(value, key) if key in requirements else None
+        if problem is not None:
+            hint = "--param" if any(p.partition("=")[0].strip() == key for p in params) else "--params-file"
+            raise typer.BadParameter(problem, param_hint=hint)
     return inputs
 
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from taskmark.cli._common import connect_prefect, expand_paths, load_or_exit, parse_inputs
+from taskmark.cli._common import api_errors, connect_prefect, expand_paths, load_or_exit, parse_inputs
 
 app = typer.Typer()
 
@@ -52,19 +52,22 @@ def deploy(
             raise typer.Exit(code=2) from None
     api_url = connect_prefect(quiet=True)
 
-    if ensure_pool(pool):
-        typer.echo(f"Created the process work pool '{pool}'.")
-    ui = api_url.removesuffix("/api")
-    for path in files:
-        try:
-            deployed = deploy_file(path, pool=pool, name=name, cron=cron, timezone=timezone, parameters=defaults[path])
-        except DeployError as error:
-            typer.echo(f"{path}: error: {error}", err=True)
-            raise typer.Exit(code=2) from None
-        when = deployed.schedule or "on demand"
-        typer.echo(
-            f"Deployed {deployed.full_name} ({when}) to pool '{pool}': {ui}/deployments/deployment/{deployed.id}"
-        )
+    with api_errors(api_url):
+        if ensure_pool(pool):
+            typer.echo(f"Created the process work pool '{pool}'.")
+        ui = api_url.removesuffix("/api")
+        for path in files:
+            try:
+                deployed = deploy_file(
+                    path, pool=pool, name=name, cron=cron, timezone=timezone, parameters=defaults[path]
+                )
+            except DeployError as error:
+                typer.echo(f"{path}: error: {error}", err=True)
+                raise typer.Exit(code=2) from None
+            when = deployed.schedule or "on demand"
+            typer.echo(
+                f"Deployed {deployed.full_name} ({when}) to pool '{pool}': {ui}/deployments/deployment/{deployed.id}"
+            )
     typer.echo(f"Runs start when a worker polls the pool: prefect worker start --pool {pool}")
 
 
@@ -77,13 +80,14 @@ def serve(
     files = expand_paths(paths)
     for path in files:
         load_or_exit(path, code=2)
-    connect_prefect()
+    url = connect_prefect()
 
     from taskmark.deploy import DeployError
     from taskmark.deploy import serve as serve_files
 
     try:
-        serve_files(files, limit=limit)
+        with api_errors(url):
+            serve_files(files, limit=limit)
     except DeployError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None

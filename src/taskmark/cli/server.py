@@ -30,6 +30,15 @@ def _api_url_note() -> None:
         typer.echo(f"Note: PREFECT_API_URL is set; `taskmark run` uses {url}, not this server.", err=True)
 
 
+def _check_api_url() -> None:
+    """Exit 1 with the one-line error every command gives when PREFECT_API_URL does not answer."""
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        from taskmark.cli._common import check_api
+
+        check_api(url)
+
+
 def _print_status(status: ServerStatus) -> None:
     typer.echo(f"UI:       {status.ui_url}")
     typer.echo(f"API:      {status.api_url}")
@@ -56,10 +65,16 @@ def start(
     except LocalServerError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(code=1) from None
-    if running:
+    if running or not status.started:
         typer.echo("The local Prefect server is already running.")
     else:
         typer.echo(f"Started in {time.perf_counter() - began:.1f} s.")
+        if status.moved_from is not None:
+            typer.echo(
+                f"Note: port {status.moved_from}, where it listened before, is taken by another program; "
+                "the UI has a new address.",
+                err=True,
+            )
     _print_status(status)
     _api_url_note()
 
@@ -79,7 +94,8 @@ def stop() -> None:
 
 @app.command()
 def status() -> None:
-    """Show the local Prefect server's address; exit 0 if it is running, 1 if not."""
+    """Show the local Prefect server's address; exit 0 if it is running, 1 if not (or if
+    PREFECT_API_URL is set and does not answer: `taskmark run` would fail)."""
     from taskmark.flows._local_server import server_status
 
     current = server_status()
@@ -87,6 +103,7 @@ def status() -> None:
         typer.echo("The local Prefect server is running.")
         _print_status(current)
         _api_url_note()
+        _check_api_url()
         return
     if current.pid is not None:
         typer.echo(f"The local Prefect server (pid {current.pid}) is not answering at {current.api_url}.")
@@ -94,4 +111,5 @@ def status() -> None:
     else:
         typer.echo("The local Prefect server is not running. Start it with `taskmark server start`.")
     _api_url_note()
+    _check_api_url()
     raise typer.Exit(code=1)

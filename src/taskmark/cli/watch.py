@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from taskmark.cli._common import connect_prefect
+from taskmark.cli._common import api_errors, connect_prefect
 
 app = typer.Typer()
 
@@ -38,7 +38,7 @@ def watch(
     """
     if folder.exists() and not folder.is_dir():
         raise typer.BadParameter(f"not a folder: {folder}", param_hint="DIR")
-    connect_prefect(ephemeral=ephemeral)  # one line per run event is ours to print
+    url = connect_prefect(ephemeral=ephemeral)  # one line per run event is ours to print
     import asyncio
 
     from taskmark.watch import FolderBusyError, WatchEvent
@@ -78,7 +78,8 @@ def watch(
         await watch_folder(folder, deployment=deployment, max_concurrent=max_concurrent, stop=stop, report=report)
 
     try:
-        asyncio.run(main())
+        with api_errors(url):
+            asyncio.run(main())
     except FolderBusyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None

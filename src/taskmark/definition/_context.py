@@ -2,8 +2,10 @@
 
 Checked at load time without reading the documents: each `refers`, `duplicates` and `relatesTo`
 target names a phase (of this definition, or of a definition in the same folder), each
-`documents` entry matches markdown or text files, the index exists, a context layout compiles,
-retrieval by embeddings has its extra installed.
+`documents` entry matches markdown or text files inside the definition's folder (or a folder
+named in ``TASKMARK_DOCUMENT_ROOTS``), the index exists there too, a context layout compiles,
+retrieval by embeddings has its extra installed. :func:`read_document` is how runs read those
+files: it checks the folder again, since a file can become a link elsewhere after validation.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from taskmark.definition._source import Location, Reporter, did_you_mean, read_s
 from taskmark.definition._spec import ContextOptions, Metadata, PhaseOptions
 from taskmark.definition._templates import check_template
 from taskmark.definition._yaml import Spans, load_yaml
+from taskmark.errors import TaskmarkError
 
 __all__ = [
     "DOCUMENT_SUFFIXES",
     "EMBEDDINGS_EXTRA",
+    "ROOTS_ENV",
+    "DocumentOutsideRoots",
     "LAYOUT_NAMES",
     "LINK_KEYS",
     "Sibling",
@@ -34,9 +39,12 @@ __all__ = [
     "check_file",
     "check_index",
     "check_target",
+    "document_roots",
     "embeddings_available",
     "implicit_index_dependencies",
     "match_documents",
+    "outside_roots",
+    "read_document",
 ]
 
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt")
@@ -50,6 +58,81 @@ EMBEDDINGS_EXTRA = "pip install 'taskmark[embeddings]'"
 
 LINK_KEYS = (("refers", "refers to"), ("duplicates", "duplicates"), ("relatesTo", "relates to"))
 """The phase options that name other phases, and the verb each reads as in messages."""
+
+
+ROOTS_ENV = "TASKMARK_DOCUMENT_ROOTS"
+"""The setting that names more folders documents may come from (:class:`taskmark.settings.Settings`)."""
+
+
+class DocumentOutsideRoots(TaskmarkError, PermissionError):
+    """A document or index file resolves to a place outside the folders documents may come from."""
+
+
+def document_roots(base: Path) -> list[Path]:
+    """The folders whose files ``documents`` and ``index`` may name: the definition's folder
+    ``base`` first, then those of ``TASKMARK_DOCUMENT_ROOTS``, each by its real path (links resolved)."""
+    from taskmark.settings import Settings  # pydantic-settings: only for definitions that name documents
+
+    return [Path(os.path.realpath(folder)) for folder in (base, *Settings().document_roots)]
+
+
+def outside_roots(path: Path, base: Path, roots: Sequence[Path] | None = None) -> str | None:
+    """Why the file ``path`` may not be read as a document of the definition in ``base``, or None.
+
+    The file's real path counts (every link resolved, ``..`` folded), so neither an absolute
+    path, nor ``../``, nor a link named like a document reaches a file elsewhere.
+
+    Args:
+        path: The file.
+        base: The definition's folder.
+        roots: :func:`document_roots` of ``base``, when the caller has them already.
+    """
+    roots = document_roots(base) if roots is None else roots
+    real = Path(os.path.realpath(path))
+    if any(real.is_relative_to(root) for root in roots):
+        return None
+    allowed = f"the definition's folder ({roots[0].as_posix()})"
+    if len(roots) > 1:
+        return f"resolves to {real.as_posix()}, outside {allowed} and the folders named in {ROOTS_ENV}"
+    return f"resolves to {real.as_posix()}, outside {allowed}; to allow another folder, name it in {ROOTS_ENV}"
+
+
+def read_document(path: Path, base: Path) -> str:
+    """The text of a document or index file, refused when it resolves outside the allowed folders.
+
+    Checked again as each run reads the file: a file that was inside at validate time may have
+    become a link elsewhere since. The real path is opened without following a last link, so
+    a link swapped in between the check and the read is refused too.
+
+    Args:
+        path: The file, as matched beside the definition.
+        base: The definition's folder.
+
+    Raises:
+        DocumentOutsideRoots: The file resolves outside the definition's folder and ``TASKMARK_DOCUMENT_ROOTS``.
+        OSError: The file cannot be read.
+    """
+    problem = outside_roots(path, base)
+    if problem is not None:
+        raise DocumentOutsideRoots(f"refused to read document '{_relative(path, base)}': it {problem}")
+    real = os.path.realpath(path)
+    try:
+        descriptor = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if os.path.islink(real):
+            raise DocumentOutsideRoots(
+                f"refused to read document '{_relative(path, base)}': it became a link as it was read"
+            ) from exc
+        raise
+    with open(descriptor, encoding="utf-8", errors="replace") as handle:
+        return handle.read()
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def match_documents(base: Path, entry: str) -> list[Path]:
@@ -67,23 +150,36 @@ def match_documents(base: Path, entry: str) -> list[Path]:
 
 
 def check_file(base: Path, entry: str, what: str) -> str | None:
-    """Why ``entry`` (relative to ``base``) is not a markdown or text file, or None when it is."""
+    """Why ``entry`` (relative to ``base``) is not a markdown or text file inside the allowed
+    folders (:func:`outside_roots`), or None when it is."""
     path = base / entry
     if path.is_dir():
         return f"{what}: '{entry}' is a folder; expected a markdown or text file"
     if not path.is_file():
         looked = f" (looked for {path.as_posix()})" if path.as_posix() != entry else ""
         return f"{what}: file '{entry}' does not exist{looked}"
+    outside = outside_roots(path, base)
+    if outside is not None:
+        return f"{what}: '{entry}' {outside}"
     return _not_text(base, entry, [path], what)
 
 
 def check_documents(base: Path, entry: str) -> str | None:
-    """Why a `documents` entry is wrong (it matches no file, names a folder, or files that are not text), or None."""
+    """Why a `documents` entry is wrong (it matches no file, names a folder, files outside the
+    allowed folders (:func:`outside_roots`) or files that are not text), or None."""
     matches = match_documents(base, entry)
     if not matches:
         if (base / entry).is_dir():
             return f"documents: '{entry}' is a folder; to take its files write '{entry.rstrip('/')}/*.md'"
         return f"documents: '{entry}' matches no file in {_folder(base)}"
+    roots = document_roots(base)
+    outside = [(p, problem) for p in matches if (problem := outside_roots(p, base, roots)) is not None]
+    if outside:
+        path, problem = outside[0]
+        more = f" (and {len(outside) - 1} more like it)" if len(outside) > 1 else ""
+        if path == base / entry:
+            return f"documents: '{entry}' {problem}"
+        return f"documents: '{entry}' matches '{_relative(path, base)}'{more}, which {problem}"
     return _not_text(base, entry, matches, "documents")
 
 

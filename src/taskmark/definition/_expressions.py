@@ -15,7 +15,7 @@ from typing import Any
 
 from taskmark.definition._source import did_you_mean
 
-__all__ = ["FUNCTIONS", "check_expression", "evaluate", "references"]
+__all__ = ["FUNCTIONS", "check_expression", "evaluate", "key_chains"]
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len, "str": str, "int": int, "float": float, "bool": bool,
@@ -40,18 +40,36 @@ class _Analysis:
 
     problems: tuple[tuple[int, str], ...] = ()
     free_names: tuple[tuple[int, str], ...] = ()
-    keys: tuple[tuple[str, int, str], ...] = ()
-    """(name, column, key) for each ``name["key"]`` or ``name.key``."""
+    chains: tuple[tuple[str, tuple[tuple[int, str, bool], ...]], ...] = ()
+    """(name, keys) for each ``name["a"].b``: each key as (column of the key, key, written as
+    an attribute), outermost last."""
 
 
-def _constant_key(node: ast.AST) -> tuple[str, int, str] | None:
-    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+def _key(node: ast.AST) -> tuple[int, str, bool] | None:
+    """The constant key ``node`` reads (``x["key"]`` or ``x.key``): its column, itself, whether an attribute."""
+    if isinstance(node, ast.Subscript):
         key = node.slice
         if isinstance(key, ast.Constant) and isinstance(key.value, str):
-            return node.value.id, node.col_offset, key.value
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-        return node.value.id, node.col_offset, node.attr
+            return key.col_offset + 1, key.value, False  # inside the quote
+    if isinstance(node, ast.Attribute) and node.end_col_offset is not None:
+        return node.end_col_offset - len(node.attr), node.attr, True
     return None
+
+
+def _chains(tree: ast.AST) -> list[tuple[str, tuple[tuple[int, str, bool], ...]]]:
+    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, (ast.Attribute, ast.Subscript)) and _key(n)}
+    chains = []
+    for node in ast.walk(tree):
+        if id(node) in inner or _key(node) is None:
+            continue
+        keys: list[tuple[int, str, bool]] = []
+        current: ast.AST = node
+        while (key := _key(current)) is not None:
+            keys.append(key)
+            current = current.value  # type: ignore[attr-defined]
+        if isinstance(current, ast.Name):
+            chains.append((current.id, tuple(reversed(keys))))
+    return sorted(chains)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -80,18 +98,18 @@ def _analyse(expression: str) -> _Analysis:
             free.append((column, node.id))
         elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             problems.append((column, f"attribute '{node.attr}' is not allowed (names starting with '_' are private)"))
-    keys = sorted(ref for node in ast.walk(tree) if (ref := _constant_key(node)))
-    return _Analysis(tuple(problems), tuple(free), tuple(keys))
+    return _Analysis(tuple(problems), tuple(free), tuple(_chains(tree)))
 
 
-def references(expression: str, name: str) -> list[tuple[int, str]]:
-    """Constant keys an expression reads from ``name``, as (0-based column, key).
+def key_chains(expression: str, name: str) -> list[tuple[tuple[int, str, bool], ...]]:
+    """The chains of constant keys an expression reads from ``name``: each key as (0-based
+    column of the key itself, key, whether written as an attribute).
 
     Example:
-        >>> references('phases["A"].x > output.y', "phases")
-        [(0, 'A')]
+        >>> key_chains('phases["A"].x > output.y', "phases")
+        [((8, 'A', False), (12, 'x', True))]
     """
-    return [(column, key) for owner, column, key in _analyse(expression).keys if owner == name]
+    return [keys for owner, keys in _analyse(expression).chains if owner == name]
 
 
 def check_expression(expression: str, names: Collection[str]) -> list[tuple[int, str]]:

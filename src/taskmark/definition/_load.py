@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import gc
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +19,8 @@ from taskmark.definition._context import (
     check_target,
     implicit_index_dependencies,
 )
-from taskmark.definition._expressions import check_expression, references
-from taskmark.definition._graph import ancestors, find_cycles
+from taskmark.definition._cron import never_fires
+from taskmark.definition._graph import find_cycles
 from taskmark.definition._markdown import RawBlock, RawPhase, RawSection, parse_markdown
 from taskmark.definition._model import (
     Agent,
@@ -34,12 +32,11 @@ from taskmark.definition._model import (
     RouteStep,
     Section,
     Step,
-    ValidationStep,
 )
+from taskmark.definition._reads import ReadChecker
 from taskmark.definition._source import Location, Reporter, Source, did_you_mean, read_source
-from taskmark.definition._spec import CritiqueOptions, Metadata, PhaseOptions, RefineOptions, Spec, matches_type
+from taskmark.definition._spec import CritiqueOptions, Metadata, PhaseOptions, RefineOptions, Spec
 from taskmark.definition._steps import parse_agent_name, parse_output, parse_step
-from taskmark.definition._templates import check_template
 from taskmark.definition._validation import validate_spec
 from taskmark.definition._yaml import Spans, load_yaml
 from taskmark.errors import DefinitionError, Diagnostic
@@ -164,9 +161,10 @@ class _Loader:
         phases = self._with_index_dependencies(phases)
         agents = self._resolve_agents(phases, inline)
         if metadata is not None:
-            edges = {p.name: p.depends_on for p in phases}
+            reads = ReadChecker(self.source, self.reporter, phases)
             for phase in phases:
-                self._check_phase_text(phase, metadata, edges)
+                reads.check(phase, list(metadata.requirements), self._approval_prompt_at(phase))
+                self._check_output_bounds(phase, metadata)
         if metadata is None or self.reporter.has_errors or raw.title is None:
             return None
         return Definition(
@@ -367,6 +365,9 @@ class _Loader:
         schedule = metadata.schedule
         if schedule is None:
             return
+        idle = never_fires(schedule.cron) if schedule.cron is not None else None
+        if idle is not None:
+            self.reporter.warning(spans.value(("schedule", "cron")), f"schedule.cron: {idle}")
         requirements = metadata.requirements
         for key, value in schedule.parameters.items():
             where = spans.key(("schedule", "parameters", key))
@@ -374,50 +375,22 @@ class _Loader:
                 self.reporter.error(
                     where, f"schedule parameter '{key}' is not a requirement" + did_you_mean(str(key), requirements)
                 )
-            elif not matches_type(value, requirements[key].type):
-                self.reporter.error(
-                    where, f"schedule parameter '{key}': expected {requirements[key].type}; found {value!r}"
-                )
+            elif (problem := requirements[key].problem(value)) is not None:
+                self.reporter.error(where, f"schedule parameter '{key}': {problem}")
         missing = [n for n, r in requirements.items() if r.required and n not in schedule.parameters]
         if missing:
             self.reporter.error(
                 spans.key(("schedule",)), "schedule: give parameters for the required inputs " + ", ".join(missing)
             )
 
-    def _check_phase_text(self, phase: Phase, metadata: Metadata, edges: dict[str, list[str]]) -> None:
-        requirements = list(metadata.requirements)
-        base = [*requirements, "inputs", "phases", "steps"]
-        # Ancestors are computed only when a template reads a phase that is not a direct dependency.
-        upstream = functools.cache(lambda: ancestors(edges, phase.name))
-        approval = phase.options.approval
-        if approval is not None:
-            if approval.prompt:
-                where = approval.location or phase.location
-                self._check_template(
-                    AgentStep(agent="approval", prompt=approval.prompt, location=where),
-                    base,
-                    phase,
-                    edges,
-                    [],
-                    upstream,
-                )
-            base = [*base, "approval"]
-        earlier: list[str] = []
-        for step in phase.steps:
-            if isinstance(step, AgentStep):
-                self._check_template(step, base, phase, edges, earlier, upstream)
-                earlier.append(step.agent)
-            elif isinstance(step, ValidationStep):
-                self._check_expression(
-                    step,
-                    step.expression,
-                    [*requirements, "inputs", "phases", "steps", "output"],
-                    phase,
-                    edges,
-                    upstream,
-                )
-            elif isinstance(step, RouteStep):
-                self._check_route(step, base, phase, edges, upstream)
+    def _approval_prompt_at(self, phase: Phase) -> Location | None:
+        """Where the text of ``phase``'s approval prompt starts, if it has one."""
+        spans = self.option_spans.get(phase.name)
+        if phase.options.approval is None or spans is None:
+            return None
+        return spans.value(("approval", "prompt"))
+
+    def _check_output_bounds(self, phase: Phase, metadata: Metadata) -> None:
         numeric = [n for n, r in metadata.requirements.items() if r.type in ("number", "integer")]
         for output in phase.outputs:
             for name in output.constraints.input_bounds():
@@ -428,124 +401,6 @@ class _Loader:
                         + (f"; numeric inputs: {', '.join(numeric)}" if numeric else "")
                         + did_you_mean(name, numeric),
                     )
-        every = [s.agent for s in phase.agent_steps()]
-        for section, extra in (
-            (phase.critique, ["output", "errors"]),
-            (phase.refine, ["output", "critique", "errors"]),
-        ):
-            for step in section.steps if section else []:
-                self._check_template(step, [*base, *extra], phase, edges, every, upstream)
-
-    def _check_template(
-        self,
-        step: AgentStep,
-        names: list[str],
-        phase: Phase,
-        phase_names: Mapping[str, object],
-        earlier: list[str],
-        upstream: Callable[[], set[str]],
-    ) -> None:
-        check = check_template(step.prompt, names)
-        where = step.location
-        if check.syntax_error is not None:
-            line, msg = check.syntax_error
-            at = where if line == 0 else self.source.line_start(where.line - 1 + line)
-            self.reporter.error(at, f"invalid prompt template: {msg}")
-            return
-        for name in check.unknown_names:
-            self.reporter.error(
-                where,
-                f"unknown name '{name}' in prompt template; expected one of {', '.join(names)}"
-                + did_you_mean(name, names),
-            )
-        for target in check.keys["phases"]:
-            self._check_phase_reference(target, where, phase, phase_names, upstream)
-        for target in check.keys["output"]:
-            self._check_output_reference(target, where, phase)
-        for target in check.keys["steps"]:
-            if phase.parallel:
-                self.reporter.error(
-                    where, f"steps['{target}']: phase '{phase.name}' is parallel, so its steps do not see each other"
-                )
-            elif target not in earlier:
-                self.reporter.error(
-                    where,
-                    f"steps['{target}'] is not an earlier agent step of phase '{phase.name}'"
-                    + did_you_mean(target, earlier),
-                )
-
-    def _check_phase_reference(
-        self,
-        target: str,
-        where: Location,
-        phase: Phase,
-        phase_names: Mapping[str, object],
-        upstream: Callable[[], set[str]],
-    ) -> None:
-        if target not in phase_names:
-            self.reporter.error(where, f"unknown phase '{target}' in phases[...]" + did_you_mean(target, phase_names))
-        elif target not in phase.depends_on and target not in upstream():
-            self.reporter.error(
-                where,
-                f"phase '{phase.name}' reads phases['{target}'] but does not depend on it; add '{target}' to its dependsOn",
-            )
-
-    def _check_output_reference(self, target: str, where: Location, phase: Phase) -> None:
-        declared = [o.name for o in phase.outputs]
-        if declared and target not in declared:
-            self.reporter.error(
-                where,
-                f"unknown output '{target}'; phase '{phase.name}' declares {', '.join(declared)}"
-                + did_you_mean(target, declared),
-            )
-
-    def _check_route(
-        self,
-        step: RouteStep,
-        names: list[str],
-        phase: Phase,
-        edges: Mapping[str, object],
-        upstream: Callable[[], set[str]],
-    ) -> None:
-        if not phase.agent_steps():
-            self.reporter.error(step.location, f"route: phase '{phase.name}' has no agent steps to route between")
-        if sum(1 for s in phase.steps if isinstance(s, RouteStep)) > 1 and phase.route() is not step:
-            self.reporter.error(step.location, f"phase '{phase.name}' has more than one route step")
-        if step.expression is not None:
-            self._check_expression(step, step.expression, [*names, "branches"], phase, edges, upstream)
-        elif step.prompt is not None:
-            self._check_template(
-                AgentStep(agent=step.agent or "", prompt=step.prompt, location=step.location),
-                [*names, "branches"],
-                phase,
-                edges,
-                [],
-                upstream,
-            )
-
-    def _check_expression(
-        self,
-        step: ValidationStep | RouteStep,
-        expression: str,
-        names: list[str],
-        phase: Phase,
-        phase_names: Mapping[str, object],
-        upstream: Callable[[], set[str]],
-    ) -> None:
-        offset = self.source.lines[step.location.line - 1].find(expression)
-
-        def at(column: int) -> Location:
-            return step.location if offset < 0 else self.source.at(step.location.line - 1, offset + column)
-
-        problems = check_expression(expression, names)
-        for column, msg in problems:
-            self.reporter.error(at(column), msg)
-        if problems:
-            return
-        for column, target in references(expression, "phases"):
-            self._check_phase_reference(target, at(column), phase, phase_names, upstream)
-        for column, target in references(expression, "output"):
-            self._check_output_reference(target, at(column), phase)
 
 
 def _items(sections: dict[str, RawSection], name: str) -> list:  # type: ignore[type-arg]

@@ -26,8 +26,10 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from taskmark.definition._cron import check_cron
 from taskmark.definition._durations import ACCEPTED_FORMS, parse_duration
 from taskmark.definition._source import Location, did_you_mean
+from taskmark.definition._values import value_problem
 
 __all__ = [
     "REQUIREMENT_TYPES",
@@ -165,6 +167,7 @@ _APPLIES: dict[str, frozenset[str]] = {
     "object": frozenset({"keys", "values"}),
 }
 _BOUNDS = (("min_length", "max_length"), ("min_items", "max_items"), ("minimum", "maximum"))
+_BOUND_NAMES = frozenset(set().union(*_APPLIES.values()))
 
 
 class OutputConstraints(Spec):
@@ -196,7 +199,7 @@ class OutputConstraints(Spec):
         takes = ", ".join(to_camel(k) for k in sorted(_APPLIES[type_name])) or "no bounds"
         found = [
             (to_camel(name), f"'{to_camel(name)}' does not apply to {type_name}; {type_name} takes {takes}")
-            for name in sorted(self.model_fields_set - _APPLIES[type_name] - {"type"})
+            for name in sorted((self.model_fields_set & _BOUND_NAMES) - _APPLIES[type_name])
         ]
         for low, high in _BOUNDS:
             lo, hi = getattr(self, low), getattr(self, high)
@@ -263,13 +266,37 @@ class ValueShape(OutputConstraints):
 OutputConstraints.model_rebuild()
 
 
-class Requirement(Spec):
-    """An input of the workflow: a typed flow parameter (a field of the UI's run form)."""
+def _check_number(value: object) -> object:
+    # One message, where a union of int and float would give one per member.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number; found {value!r}")
+    return value
+
+
+_Number = Annotated[int | float, BeforeValidator(_check_number)]
+
+_PYTHON_TYPES: dict[str, type] = {
+    "string": str,
+    "number": float,
+    "integer": int,
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+}
+
+
+class Requirement(OutputConstraints):
+    """An input of the workflow: a typed flow parameter (a field of the UI's run form).
+
+    It takes the bounds outputs take (``minLength``, ``minimum``, ``items``, ``maxItems``, ...);
+    they reach the parameter's JSON Schema (the UI's form checks them) and every run checks them.
+    """
 
     type: str = Field(description=f"One of {', '.join(REQUIREMENT_TYPES)}.")
-    enum: list[Any] | None = Field(default=None, description="The allowed values.")
     default: Any = Field(default=None, description="The value when none is given; without one the input is required.")
     description: str | None = Field(default=None, description="Shown beside the field in the UI.")
+    minimum: _Number | None = Field(default=None, description="Smallest number allowed.")
+    maximum: _Number | None = Field(default=None, description="Largest number allowed.")
 
     @model_validator(mode="before")
     @classmethod
@@ -289,14 +316,20 @@ class Requirement(Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> Requirement:
-        for value in self.enum or []:
-            if not matches_type(value, self.type):
-                raise ValueError(f"enum value {value!r} is not of type {self.type}")
+        problems = self.problems(self.type)
+        if problems:
+            raise ValueError(problems[0][1])
+        named = self.input_bounds()
+        if named:
+            raise ValueError(f"bound '{named[0]}' of an item: the bounds of an input are numbers, not other inputs")
         if "default" in self.model_fields_set:
             if not matches_type(self.default, self.type):
                 raise ValueError(f"default {self.default!r} is not of type {self.type}")
             if self.enum is not None and self.default not in self.enum:
                 raise ValueError(f"default {self.default!r} is not one of the enum {self.enum}")
+            problem = self.problem(self.default) if self._bounded else None
+            if problem is not None:
+                raise ValueError(f"default does not fit the bounds: {problem}")
         return self
 
     @property
@@ -305,28 +338,42 @@ class Requirement(Spec):
         return "default" not in self.model_fields_set
 
     @property
+    def value_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the value: its type, enum and bounds (no title, description or default)."""
+        return self.json_schema(self.type, {})
+
+    def problem(self, value: object, name: str = "") -> str | None:
+        """Why ``value`` is not a valid value of this input (wrong type, outside a bound), or None.
+
+        Args:
+            value: The value.
+            name: The input's name, to begin the message with (``tags[1]: ...``).
+
+        Example:
+            >>> Requirement(type="string", min_length=3).problem("ab")
+            "expected at least 3 characters; found 'ab'"
+        """
+        return value_problem(self.value_schema, value, name)
+
+    @property
     def annotation(self) -> Any:  # noqa: ANN401 - a typing form
-        """The Python type of the value: a `Literal` of the enum, else the JSON type's class."""
-        if self.enum:
-            return Literal[tuple(self.enum)]
-        return {"string": str, "number": float, "integer": int, "boolean": bool, "array": list, "object": dict}[
-            self.type
-        ]
+        """The Python type of the value: a `Literal` of the enum, else the JSON type's class; with
+        bounds, annotated with its JSON Schema (the parameter schema Prefect stores) and a check of them."""
+        base: Any = Literal[tuple(self.enum)] if self.enum else _PYTHON_TYPES[self.type]
+        if not self._bounded:
+            return base
+        return Annotated[base, WithJsonSchema(self.value_schema), AfterValidator(self._fits)]
 
+    @property
+    def _bounded(self) -> bool:
+        """Whether it has bounds besides its type and enum."""
+        return bool(set(self.value_schema) - {"type", "enum"})
 
-_CRON_FIELD = re.compile(r"(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?)*")
-
-
-def _check_cron(value: str) -> str:
-    fields = value.split()
-    if value.startswith("@") and len(fields) == 1:
+    def _fits(self, value: Any) -> Any:  # noqa: ANN401 - any input value
+        problem = self.problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
-    if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
-        raise ValueError(
-            f"expected a cron expression of 5 fields (minute hour day month weekday), "
-            f"such as '0 8 * * 1-5'; found {value!r}"
-        )
-    return value
 
 
 def _check_timezone(value: str) -> str:
@@ -340,8 +387,8 @@ def _check_timezone(value: str) -> str:
 class Schedule(Spec):
     """When a deployment of the definition runs by itself."""
 
-    cron: Annotated[str, AfterValidator(_check_cron)] | None = Field(
-        default=None, description="A cron expression, such as '0 8 * * 1-5'."
+    cron: Annotated[str, AfterValidator(check_cron)] | None = Field(
+        default=None, description="A cron expression of five fields, such as '0 8 * * 1-5', or @daily and the like."
     )
     interval: Duration | None = Field(default=None, description="Run every so often instead of on a cron.")
     timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(

@@ -126,7 +126,8 @@ def schedules_of(
         if timezone is not None:
             raise DeployError("--timezone needs a schedule and the definition has none: add --cron")
         return []
-    base = own or Schedule(cron=cron)
+    # Not validated here: a --cron is checked below by Prefect's own CronSchedule, whose words the error keeps.
+    base = own or Schedule.model_construct(cron=cron)
     zone = timezone or base.timezone
     every = timedelta(seconds=float(base.interval or 0))
     options: dict[str, Any] = {"timezone": zone, "active": base.active, "parameters": dict(base.parameters)}

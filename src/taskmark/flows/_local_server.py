@@ -9,7 +9,9 @@ background services, as under ``prefect server start``) with SQLite transactions
 
 Files under ``PREFECT_HOME``:
 
-- ``taskmark-server.json``: the running server (pid, port, api_url, started_at).
+- ``taskmark-server.json``: the server (pid, port, api_url, started_at). Kept when it stops,
+  with ``pid`` and ``started_at`` null, so that the next start listens on the same port and
+  the UI address a user has open (or bookmarked) keeps working.
 - ``taskmark-server.log``: its output; the previous start's log is kept as ``.log.1``.
 - ``taskmark-server.lock``: serializes starting and stopping across processes.
 
@@ -28,10 +30,11 @@ import re
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from taskmark.errors import TaskmarkError
 from taskmark.flows._server_process import (
     APP,
     HOST,
@@ -53,6 +56,7 @@ __all__ = [
     "ensure_server",
     "server_status",
     "start_server",
+    "started_message",
     "stop_server",
 ]
 
@@ -86,14 +90,20 @@ class ServerStatus:
     """The server's log file."""
     started_at: str | None = None
     """When the server was started, ISO 8601 in UTC."""
+    started: bool = False
+    """True when the call that returned this status started the server's process."""
+    moved_from: int | None = None
+    """When this call started the server on a new port: the port the previous server of this
+    ``PREFECT_HOME`` listened on, which something else now holds (its UI address changed)."""
 
 
 @dataclass(frozen=True)
 class _State:
-    pid: int
+    pid: int | None
+    """None once the server was stopped: the record then only keeps its port."""
     port: int
     api_url: str
-    started_at: str
+    started_at: str | None
 
 
 @dataclass(frozen=True)
@@ -113,8 +123,12 @@ def ensure_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> str:
     ``PREFECT_API_URL``, when set, wins and nothing is started. Otherwise the local server
     recorded under ``PREFECT_HOME`` is reused if it is alive and healthy, or a new one is
     started in the background and waited for. Processes calling this at the same time end
-    with one server. Blocking: call it before the event loop, or with
+    with one server. When it starts one, it says so in one line on stderr
+    (:func:`started_message`). Blocking: call it before the event loop, or with
     ``asyncio.to_thread``.
+
+    This is the one choice of a Prefect API for the CLI and the Python API
+    (``taskmark.run``/``arun``/``aretry``): both reach it through :func:`connect`.
 
     Args:
         startup_timeout: Seconds to wait for a new server's ``/api/health``.
@@ -138,11 +152,31 @@ def ensure_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> str:
         return configured
     status = start_server(startup_timeout=startup_timeout)
     assert status.api_url is not None  # start_server returns only a running server
+    if status.started:
+        # The one line the library writes: a process now runs in the background on the
+        # caller's behalf, and the address to open is news (the UI link of a run that
+        # started it, or a new port).
+        print(started_message(status), file=sys.stderr)
     return status.api_url
 
 
+def started_message(status: ServerStatus) -> str:
+    """What to tell a user about a server :func:`start_server` started.
+
+    Example:
+        >>> started_message(start_server())
+        'started the local Prefect server at http://127.0.0.1:36693/api (UI: http://127.0.0.1:36693)'
+    """
+    message = f"started the local Prefect server at {status.api_url} (UI: {status.ui_url})"
+    if status.moved_from is not None:
+        message += f"; port {status.moved_from}, where it listened before, is taken by another program"
+    return message
+
+
 def connect(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> str:
-    """Point this process's Prefect client, and its child processes, at :func:`ensure_server`.
+    """Point this process's Prefect client, and its child processes, at :func:`ensure_server`,
+    with flow-run heartbeats on (they tell the server a run's process is alive; see
+    :mod:`taskmark.flows._crashes`).
 
     Prefect reads its settings once, when it is imported; setting ``PREFECT_API_URL`` in
     ``os.environ`` afterwards changes nothing, and the next flow would quietly start an
@@ -165,9 +199,13 @@ def connect(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> str:
         >>> my_flow()  # recorded on that server, visible in its UI
     """
     from prefect.context import refresh_global_settings_context
+    from prefect.settings import get_current_settings
+
+    from taskmark.flows._crashes import enable_heartbeats
 
     url = ensure_server(startup_timeout=startup_timeout)
-    if os.environ.get("PREFECT_API_URL") != url:
+    enable_heartbeats()
+    if os.environ.get("PREFECT_API_URL") != url or get_current_settings().flows.heartbeat_frequency is None:
         os.environ["PREFECT_API_URL"] = url
         refresh_global_settings_context()
     return url
@@ -177,23 +215,24 @@ def start_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> ServerS
     """Start taskmark's local server, or reuse the one already running.
 
     Unlike :func:`ensure_server`, ignores ``PREFECT_API_URL``: this is the server of
-    ``taskmark server start``.
+    ``taskmark server start``. A new server listens on the port of this ``PREFECT_HOME``'s
+    previous one when that port is free (``moved_from`` says when it was not).
 
     Args:
         startup_timeout: Seconds to wait for a new server's ``/api/health``.
 
     Returns:
-        The status of the running server.
+        The status of the running server; ``started`` is True when this call started it.
 
     Raises:
         LocalServerError: The server did not start in time, or its process exited, or the
             recorded one is alive but does not answer (it is left running: it may be busy
-            with runs).
+            with runs), or ``TASKMARK_HEARTBEAT_TIMEOUT_S`` is invalid.
     """
     paths = _paths()
     with _locked(paths.lock):
         state = _read_state(paths.state)
-        if state is not None:
+        if state is not None and state.pid is not None:
             if is_our_server(state.pid):
                 # Healthy: reuse at once. Still starting (its starter was killed before
                 # it was ready): give it the rest of its start-up time.
@@ -207,8 +246,8 @@ def start_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> ServerS
                         f"the local Prefect server (pid {state.pid}) does not answer at "
                         f"{state.api_url}; stop it with `taskmark server stop`; see {paths.log}"
                     )
-            paths.state.unlink(missing_ok=True)
-        return _status(paths, _spawn(paths, startup_timeout))
+        new, moved_from = _spawn(paths, startup_timeout, previous=state)
+        return replace(_status(paths, new), started=True, moved_from=moved_from)
 
 
 def stop_server(*, timeout: float = DEFAULT_STOP_TIMEOUT) -> bool:
@@ -217,9 +256,11 @@ def stop_server(*, timeout: float = DEFAULT_STOP_TIMEOUT) -> bool:
     Args:
         timeout: Seconds to wait for a graceful exit before killing it.
 
+    The state file keeps the server's port, for the next start.
+
     Returns:
         True if a server process was stopped; False if none was running (a stale state
-        file is removed all the same).
+        file is marked stopped all the same).
 
     Raises:
         LocalServerError: The process survived SIGKILL (it belongs to another user).
@@ -227,13 +268,13 @@ def stop_server(*, timeout: float = DEFAULT_STOP_TIMEOUT) -> bool:
     paths = _paths()
     with _locked(paths.lock):
         state = _read_state(paths.state)
-        if state is None:
+        if state is None or state.pid is None:
             return False
         stopped = False
         if is_our_server(state.pid):
             terminate(state.pid, timeout)
             stopped = True
-        paths.state.unlink(missing_ok=True)
+        _write_state(paths.state, _stopped(state))
         return stopped
 
 
@@ -250,10 +291,19 @@ def server_status() -> ServerStatus:
 # -- processes -------------------------------------------------------------------------------
 
 
-def _spawn(paths: _Paths, startup_timeout: float) -> _State:
-    """Start a server on a free port, record it, and wait until it is healthy."""
+def _spawn(paths: _Paths, startup_timeout: float, previous: _State | None) -> tuple[_State, int | None]:
+    """Start a server, record it, and wait until it is healthy; the port ``previous``
+    listened on when it is free, else a free one (and then that previous port, second)."""
+    from taskmark.flows._crashes import heartbeat_timeout
+
+    try:
+        heartbeat_timeout()  # the server's crash sweep reads it; a bad value fails here, not there
+    except TaskmarkError as error:
+        raise LocalServerError(str(error)) from None
+    previous_port = previous.port if previous is not None else None
+    wanted = previous_port
     for attempt in range(2):
-        port = free_port()
+        port = wanted if wanted is not None and not port_taken(wanted) else free_port()
         api_url = f"http://{HOST}:{port}/api"
         _rotate_log(paths.log)
         pid = launch(_server_command(port), _server_env(paths.home, api_url), paths.home, paths.log)
@@ -264,18 +314,20 @@ def _spawn(paths: _Paths, startup_timeout: float) -> _State:
         try:
             if wait_healthy(pid, api_url, time.monotonic() + startup_timeout):
                 asyncio.run(_set_up(api_url))
-                return state
+                return state, (previous_port if previous_port not in (None, port) else None)
         except BaseException:
             # Ctrl-C while waiting: leave no half-started server behind.
             terminate(pid, DEFAULT_STOP_TIMEOUT)
-            paths.state.unlink(missing_ok=True)
+            _forget(paths, previous)
             raise
         alive = is_our_server(pid)
         terminate(pid, DEFAULT_STOP_TIMEOUT)
-        paths.state.unlink(missing_ok=True)
+        _forget(paths, previous)
         tail = log_tail(paths.log)
-        # Another process took the free port between our probe and the server's bind.
-        if not alive and attempt == 0 and port_taken(port):
+        # Another process took the port between our probe and the server's bind (a server
+        # that failed to bind may hang in its shutdown rather than exit, so alive or not).
+        if attempt == 0 and port_taken(port):
+            wanted = None
             continue
         reason = "exited" if not alive else f"did not answer {api_url}/health within {startup_timeout:g} s"
         raise LocalServerError(f"the local Prefect server {reason}; see {paths.log}" + (f":\n{tail}" if tail else ""))
@@ -375,14 +427,27 @@ def _read_state(path: Path) -> _State | None:
     try:
         data = json.loads(path.read_text())
         return _State(
-            pid=int(data["pid"]),
+            pid=None if data["pid"] is None else int(data["pid"]),
             port=int(data["port"]),
             api_url=str(data["api_url"]),
-            started_at=str(data["started_at"]),
+            started_at=None if data["started_at"] is None else str(data["started_at"]),
         )
     except (OSError, ValueError, KeyError, TypeError):
         # Missing or unreadable (hand-edited, truncated by a full disk): no server known.
         return None
+
+
+def _stopped(state: _State) -> _State:
+    """The record of a stopped server: its address only."""
+    return replace(state, pid=None, started_at=None)
+
+
+def _forget(paths: _Paths, previous: _State | None) -> None:
+    """After a failed start: the previous server's address stays on record, if there was one."""
+    if previous is None:
+        paths.state.unlink(missing_ok=True)
+    else:
+        _write_state(paths.state, _stopped(previous))
 
 
 def _write_state(path: Path, state: _State) -> None:
@@ -401,7 +466,7 @@ def _status(paths: _Paths, state: _State | None) -> ServerStatus:
     from prefect.settings import get_current_settings
 
     database_url = get_current_settings().server.database.connection_url
-    alive = state is not None and is_our_server(state.pid)
+    alive = state is not None and state.pid is not None and is_our_server(state.pid)
     return ServerStatus(
         running=alive and state is not None and healthy(state.api_url),
         pid=state.pid if alive and state else None,
@@ -424,7 +489,7 @@ def _now() -> str:
 def _monotonic_deadline(state: _State, startup_timeout: float) -> float:
     """When a server recorded at ``state.started_at`` should have become healthy."""
     try:
-        started = datetime.fromisoformat(state.started_at).timestamp()
+        started = datetime.fromisoformat(state.started_at or "").timestamp()
     except ValueError:
         return 0.0
     return time.monotonic() + (started + startup_timeout - time.time())

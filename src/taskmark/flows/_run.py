@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from taskmark.blocks import ProviderOverrides, UsageTotals
 from taskmark.definition import Definition, load_definition
-from taskmark.errors import TaskmarkError
+from taskmark.errors import ApiUnreachableError, TaskmarkError
 from taskmark.flows._compile import compile
 from taskmark.tasks import Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
@@ -36,6 +36,16 @@ __all__ = [
 
 CANCEL_POLL_S = 2.0
 """Seconds between a local run's checks of whether it was asked to cancel."""
+
+API_SILENCE_S = 20.0
+"""Seconds a run goes on while the Prefect API refuses connections before it gives up on it.
+
+A server stalled by SQLite locks still accepts connections; a server that is gone does not,
+and Prefect's client would retry each request for about a minute and each event for ~7 s, so a
+run whose server died would hang for minutes."""
+
+STOP_GRACE_S = 10.0
+"""Seconds a stopped run has to record how it ended (its phases' and its own Cancelled state)."""
 
 RUN_TAG = "taskmark"
 """Every run of a definition carries this tag (`taskmark runs` lists those)."""
@@ -204,6 +214,16 @@ async def _execute(
     no_cache: bool,
     hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] | None,
 ) -> RunResult:
+    """Run ``compiled`` as ``flow_run`` here and wait for it.
+
+    Cancelling the task that awaits this (Ctrl-C in the CLI, ``task.cancel(why)``) stops the run:
+    it ends Cancelled, with ``why`` as its message, and CancelledError is raised again.
+
+    Raises:
+        ApiUnreachableError: The Prefect API went away (refused connections for
+            ``API_SILENCE_S``), or could not record the end of a stopped run.
+    """
+    import httpx
     from prefect.flow_engine import run_flow_async
 
     merged = {m: [*_HOOKS.get(m, []), *(hooks or {}).get(m, [])] for m in MOMENTS}
@@ -211,13 +231,25 @@ async def _execute(
     token = CURRENT_RUNTIME.set(runtime)
     started = time.perf_counter()
     running = asyncio.ensure_future(run_flow_async(compiled, flow_run=flow_run, parameters=params, return_type="state"))
-    watcher = asyncio.ensure_future(_cancel_when_asked(flow_run.id, running))
+    watcher = asyncio.ensure_future(_watch(flow_run.id, running))
     try:
-        state = cast("State[Any]", await running)
-    except asyncio.CancelledError:
-        if not watcher.done() or watcher.cancelled() or not watcher.result():
-            raise  # cancelled by our caller, not by `taskmark cancel`
-        state = await _mark_cancelled(flow_run.id)
+        done, _ = await asyncio.wait({running, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if watcher in done and (lost := watcher.result()) is not None:
+            running.cancel()  # not waited for: its engine would retry the lost API for minutes
+            raise lost
+        if watcher in done:  # asked to cancel: the watcher has cancelled the flow
+            await asyncio.wait({running})  # the engine records the end of what was running
+            state = await _mark_cancelled(flow_run.id, "Cancelled on request; calls already sent were abandoned")
+        else:
+            state = cast("State[Any]", running.result())
+    except asyncio.CancelledError as stop:
+        # Our caller stopped waiting (the CLI on SIGINT/SIGTERM, or a cancelled task): the run
+        # is over, and says so, rather than being left Running or Crashed.
+        why = str(stop.args[0]) if stop.args else "its caller stopped waiting"
+        await _wind_down(running, flow_run.id, f"Stopped: {why}; calls already sent were abandoned")
+        raise
+    except httpx.TransportError as error:  # the flow's own calls to the API gave up
+        raise ApiUnreachableError.from_error(_api_url(), error) from None
     finally:
         watcher.cancel()
         CURRENT_RUNTIME.reset(token)
@@ -242,26 +274,85 @@ async def _execute(
     )
 
 
-async def _cancel_when_asked(flow_run_id: UUID, running: asyncio.Future[Any]) -> bool:
-    """Cancel ``running`` when the flow run is set Cancelling (`taskmark cancel`, the UI).
+def _api_url() -> str:
+    from prefect.settings import PREFECT_API_URL
 
-    A deployment's run is cancelled by its worker; a run in this process has no worker, so
-    it watches its own flow run. Returns whether it cancelled.
+    return str(PREFECT_API_URL.value() or "Prefect's ephemeral server")
+
+
+async def _watch(flow_run_id: UUID, running: asyncio.Future[Any]) -> ApiUnreachableError | None:
+    """Follow the flow run from the Prefect API while it runs in this process.
+
+    A deployment's run is cancelled by its worker; a run in this process has no worker, so it
+    watches its own flow run: once it is set Cancelling (`taskmark cancel`, the UI), ``running``
+    is cancelled and None returned. When the API has refused connections for ``API_SILENCE_S``,
+    the error is returned instead (the caller gives up on the run). Otherwise it watches until
+    it is cancelled.
     """
+    import httpx
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
 
-    async with get_client() as client:
-        while not running.done():
+    loop = asyncio.get_running_loop()
+    heard = loop.time()
+    async with get_client() as client, httpx.AsyncClient(timeout=API_SILENCE_S / 2) as probe:
+        url = str(client.api_url).rstrip("/")
+        while True:  # until cancelled, once the run is over
             await asyncio.sleep(CANCEL_POLL_S)
-            current = await client.read_flow_run(flow_run_id)
+            try:
+                # Prefect's client would retry a refused connection for a minute before saying
+                # anything. A connection accepted but slow to answer is a busy server (SQLite
+                # stalls of many seconds happen on a loaded machine): it is there.
+                await probe.get(f"{url}/health")
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                if loop.time() - heard >= API_SILENCE_S:
+                    return ApiUnreachableError.from_error(url, error)
+                continue
+            except httpx.TransportError:
+                pass
+            heard = loop.time()
+            try:
+                current = await asyncio.wait_for(client.read_flow_run(flow_run_id), API_SILENCE_S)
+            except (httpx.HTTPError, PrefectHTTPStatusError, asyncio.TimeoutError):  # 3.10: not TimeoutError
+                continue  # asked again at the next poll
             if current.state is not None and current.state.is_cancelling():
                 running.cancel()
-                return True
-    return False
+                return None
 
 
-async def _mark_cancelled(flow_run_id: UUID) -> State[Any]:
-    """Set the run and its unfinished phases Cancelled; the run's final state."""
+async def _wind_down(running: asyncio.Future[Any], flow_run_id: UUID, message: str) -> None:
+    """Cancel ``running`` and record the run Cancelled with ``message``, within ``STOP_GRACE_S``.
+
+    Raises:
+        ApiUnreachableError: The end could not be recorded in time.
+    """
+    import httpx
+
+    async def stop() -> None:
+        running.cancel()
+        await asyncio.wait({running})  # the engine records the end of what was running
+        await _mark_cancelled(flow_run_id, message)
+
+    # A task of its own: this one is being cancelled, and its next await must not be.
+    stopping = asyncio.ensure_future(stop())
+    done, _ = await asyncio.wait({stopping}, timeout=STOP_GRACE_S)
+    if not done:
+        stopping.cancel()
+        raise ApiUnreachableError(_api_url(), f"the run's end was not recorded within {STOP_GRACE_S:g} s")
+    try:
+        stopping.result()
+    except httpx.TransportError as error:
+        raise ApiUnreachableError.from_error(_api_url(), error) from None
+
+
+async def _mark_cancelled(flow_run_id: UUID, message: str) -> State[Any]:
+    """Set the run and its phases that did not end on their own Cancelled; the run's final state.
+
+    A phase the stop interrupted ends TimedOut (the phase scheduler reads a cancellation as the
+    run's timeout) or Crashed (Prefect's engine, told of no cancellation); but a run that is
+    being stopped has not timed out, so those phases are Cancelled like the run: one stop reads
+    the same everywhere.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
     from prefect.states import Cancelled
@@ -271,11 +362,12 @@ async def _mark_cancelled(flow_run_id: UUID) -> State[Any]:
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
         )
         for child in children:
-            if child.state is None or not child.state.is_final():
+            ended = child.state
+            if ended is None or not ended.is_final() or ended.is_crashed() or ended.name == "TimedOut":
                 await client.set_flow_run_state(child.id, Cancelled(message="The run was cancelled"), force=True)
-        state: State[Any] = Cancelled(message="Cancelled on request; calls already sent were abandoned")
-        await client.set_flow_run_state(flow_run_id, state, force=True)
-    return state
+        final: State[Any] = Cancelled(message=message)
+        await client.set_flow_run_state(flow_run_id, final, force=True)
+    return final
 
 
 def run(path: str | Path, **params: Any) -> RunResult:  # noqa: ANN401

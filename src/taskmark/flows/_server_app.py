@@ -18,13 +18,22 @@ moment, so a flow with four gathered async subflows took 10 s instead of 1.2 s. 
 Readers are not affected: WAL mode lets them read while a writer holds the lock.
 
 A PostgreSQL connection URL keeps Prefect's configuration unchanged.
+
+Once the server has been up for the heartbeat timeout, it marks Crashed the runs that were
+running when it started and have sent no heartbeat since (see
+:mod:`taskmark.flows._crashes`): Prefect's automation cannot see a run whose process died
+while the server was down.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from prefect.server.database import dependencies
 from prefect.server.database.configurations import AioSqliteConfiguration
@@ -35,6 +44,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 __all__ = ["ImmediateSqliteConfiguration", "create_app"]
+
+logger = logging.getLogger("taskmark.server")
 
 
 class ImmediateSqliteConfiguration(AioSqliteConfiguration):
@@ -82,4 +93,41 @@ def create_app() -> FastAPI:
         # Set before the first request or service asks for the database interface, so
         # the API, the services and the migrations all use the same configuration.
         dependencies.MODELS_DEPENDENCIES["database_config"] = ImmediateSqliteConfiguration(connection_url=url)
-    return create_prefect_app(final=True)
+    app = create_prefect_app(final=True)
+    # taskmark's launcher sets the address the server answers on; its sweep calls it there.
+    api_url = os.environ.get("PREFECT_API_URL")
+    if api_url:
+        app.router.lifespan_context = _with_crash_sweep(app.router.lifespan_context, api_url)
+    return app
+
+
+def _with_crash_sweep(
+    lifespan: Callable[[Any], AbstractAsyncContextManager[Any]], api_url: str
+) -> Callable[[Any], AbstractAsyncContextManager[Any]]:
+    """Prefect's lifespan, plus the crash sweep started once the server is up."""
+
+    @asynccontextmanager
+    async def with_sweep(app: Any) -> AsyncIterator[Any]:  # noqa: ANN401 - whatever Prefect's lifespan yields
+        async with lifespan(app) as state:
+            sweep = asyncio.create_task(_sweep_when_due(api_url, datetime.now(timezone.utc)))
+            try:
+                yield state
+            finally:
+                sweep.cancel()
+
+    return with_sweep
+
+
+async def _sweep_when_due(api_url: str, started: datetime) -> None:
+    """After the heartbeat timeout, mark Crashed the runs no heartbeat has come from since ``started``."""
+    from prefect.client.orchestration import PrefectClient
+
+    from taskmark.flows._crashes import crash_silent_runs, heartbeat_timeout
+
+    try:
+        await asyncio.sleep(heartbeat_timeout())
+        async with PrefectClient(api_url) as client:
+            await crash_silent_runs(client, server_started=started)
+    except Exception:
+        # Never take the server down: the runs stay Running, as they would have without it.
+        logger.exception("Could not look for runs whose process is gone")

@@ -164,8 +164,11 @@ def free_port() -> int:
 
 
 def port_taken(port: int) -> bool:
-    """Whether something holds ``port`` of 127.0.0.1 now."""
+    """Whether something holds ``port`` of 127.0.0.1 now, so that a server could not listen on it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: connections of a server stopped a moment ago, still in
+        # TIME_WAIT, do not keep a new server off its port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from taskmark.blocks import ChatModel
 from taskmark.context import Bundle, Candidate, Choice, Kind, LeftOut, assemble, index_for
 from taskmark.definition import ContextOptions, Definition, Phase
+from taskmark.definition._context import read_document
 from taskmark.tasks._referred import latest_runs
 
 __all__ = ["DEFAULT_WINDOW", "Sources", "bundle_for", "gather_sources", "uses_context"]
@@ -76,7 +78,7 @@ async def gather_sources(
     index_path = definition.index_path()
     if index_path is not None:
         sources.fixed.append(
-            Candidate(id="index", kind="index", source=_shown(index_path, base), text=await _read(index_path))
+            Candidate(id="index", kind="index", source=_shown(index_path, base), text=await _read(index_path, base))
         )
     elif index_phase is not None and index_phase in upstream:
         sources.fixed.append(
@@ -105,7 +107,7 @@ async def gather_sources(
         if index_path is not None and path.resolve() == index_path.resolve():
             continue  # the index is already first, whole
         shown = _shown(path, base)
-        sources.pool.append(Candidate(id=f"doc:{shown}", kind="document", source=shown, text=await _read(path)))
+        sources.pool.append(Candidate(id=f"doc:{shown}", kind="document", source=shown, text=await _read(path, base)))
     sources.pool += await _referred(definition, phase, done, sources.absent)
     return sources
 
@@ -159,12 +161,15 @@ def _shown(path: Path, base: Path) -> str:
 _FILES: dict[tuple[str, float, int], str] = {}
 
 
-async def _read(path: Path) -> str:
-    """A document's text, read once per version of the file."""
+async def _read(path: Path, base: Path) -> str:
+    """A document's text, read once per version of the file; refused (``DocumentOutsideRoots``)
+    when it resolves outside the definition's folder ``base`` and ``TASKMARK_DOCUMENT_ROOTS``."""
     stat = path.stat()
-    key = (str(path), stat.st_mtime, stat.st_size)
+    # Keyed by the real path: a file that became a link elsewhere since it was read is a new
+    # key, so it is checked again rather than answered from here.
+    key = (os.path.realpath(path), stat.st_mtime, stat.st_size)
     if key not in _FILES:
-        _FILES[key] = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
+        _FILES[key] = await asyncio.to_thread(read_document, path, base)
     return _FILES[key]
 
 

@@ -35,6 +35,7 @@ from taskmark.tasks._approval import wait_for_approval, wait_for_review, wait_un
 from taskmark.tasks._assembly import Sources, bundle_for, gather_sources, uses_context
 from taskmark.tasks._context import PhaseRecord, StageResult
 from taskmark.tasks._handlers import call_handler
+from taskmark.tasks._rendering import render_prompt
 from taskmark.tasks._runtime import Runtime
 from taskmark.tasks._snapshots import store_snapshot
 from taskmark.tasks._strategies import run_custom_step
@@ -129,10 +130,19 @@ class _Lifecycle:
             **extra,
         }
 
-    def render(self, template: str, **extra: Any) -> str:  # noqa: ANN401
-        return render_template(template, self.names(**extra))
+    async def render(self, template: str, what: str, **extra: Any) -> str:  # noqa: ANN401
+        """Render one of the definition's templates off the event loop; ``what`` names it in errors."""
+        return await render_prompt(what, render_template, template, self.names(**extra))
 
-    async def ask(self, stage: str, step: AgentStep, prompt: str, *, schema: dict[str, Any] | None) -> Any:  # noqa: ANN401
+    async def layout(self, bundle: Bundle, prompt: str, agent: Agent) -> str:
+        """The prompt with its context bundle before it, in the context layout."""
+        return await render_prompt(
+            f"the context template of agent '{agent.id}'", render, bundle, prompt, self.context_options(agent).template
+        )
+
+    async def ask(
+        self, stage: str, step: AgentStep, prompt: str, *, schema: dict[str, Any] | None, loop_round: int | None = None
+    ) -> Any:  # noqa: ANN401
         """One agent call as a task of its own; with context, its bundle goes before the prompt
         and the call's task run names the bundle's snapshot."""
         agent = self.definition.agents[step.agent]
@@ -140,9 +150,11 @@ class _Lifecycle:
         tags: tuple[str, ...] = ()
         if self.sources is not None:
             bundle = await self.bundle(agent, layers, prompt)
-            prompt = render(bundle, prompt, self.context_options(agent).template)
+            prompt = await self.layout(bundle, prompt, agent)
             tags = (await store_snapshot(bundle),)
-        return await self.runtime.call(self.phase, stage, agent, prompt, layers, schema, tags=tags)
+        return await self.runtime.call(
+            self.phase, stage, agent, prompt, layers, schema, tags=tags, loop_round=loop_round
+        )
 
     def context_options(self, agent: Agent) -> ContextOptions:
         return merge_context(agent.context, self.phase.options.context, self.definition.metadata.context)
@@ -202,7 +214,10 @@ class _Lifecycle:
     async def approve(self, approval: Approval) -> None:
         """Wait for a person's decision; a rejection fails the phase with their note."""
         prompt = (
-            self.render(approval.prompt)
+            await self.render(
+                approval.prompt,
+                f"the approval prompt of phase '{self.phase.name}' ({approval.location or self.phase.location})",
+            )
             if approval.prompt
             else f"Start phase '{self.phase.name}' of {self.definition.name}?"
         )
@@ -277,7 +292,7 @@ class _Lifecycle:
         # Prompts that read earlier steps are rendered just before their call (inference).
         for answer in self.answers:
             if "steps" not in answer.step.prompt:
-                answer.prompt = self.render(answer.step.prompt)
+                answer.prompt = await self.render(answer.step.prompt, _prompt_of("agent", answer.step))
         return StageResult(data={a.key: a.prompt for a in self.answers if a.prompt is not None})
 
     async def pick_branches(self) -> None:
@@ -295,7 +310,9 @@ class _Lifecycle:
                 "properties": {"branches": {"type": "array", "items": {"type": "string", "enum": branches}}},
                 "required": ["branches"],
             }
-            prompt = self.render(route.prompt, branches=branches)
+            prompt = await self.render(
+                route.prompt, f"the prompt of route by '{route.agent}' ({route.location})", branches=branches
+            )
             completion = await self.ask(
                 "inference",
                 AgentStep(agent=route.agent, prompt=route.prompt, location=route.location),
@@ -327,7 +344,7 @@ class _Lifecycle:
             if answer.routed_out:
                 return
             if answer.prompt is None:
-                answer.prompt = self.render(answer.step.prompt)
+                answer.prompt = await self.render(answer.step.prompt, _prompt_of("agent", answer.step))
             try:
                 completion = await self.ask("inference", answer.step, answer.prompt, schema=self.schema)
             except ProviderError as error:
@@ -409,12 +426,12 @@ class _Lifecycle:
                 if refine is not None and rounds >= limit:
                     break
                 try:
-                    critique = await self.critique(answer)
+                    critique = await self.critique(answer, rounds + 1)
                     critiques.setdefault(answer.key, []).append(critique)
                     if refine is None:
                         break
                     rounds += 1
-                    await self.revise(answer, critique)
+                    await self.revise(answer, critique, rounds)
                 except (ProviderError, PhaseFailed) as error:
                     answer.failure = f"Loop body failed: {error}"
                     return
@@ -427,23 +444,27 @@ class _Lifecycle:
         # The reviser's calls ran inside the loop (tasks named PHASE/refine); this records them.
         return StageResult(data={a.key: a.refinements for a in self.answers})
 
-    async def critique(self, answer: Answer) -> str:
+    async def critique(self, answer: Answer, loop_round: int) -> str:
         errors = "; ".join(answer.errors) or "none"
         if self.phase.critique is None:
             return errors
         texts = []
         for step in self.phase.critique.steps:
-            prompt = self.render(step.prompt, output=answer.value, errors=errors)
-            texts.append((await self.ask("critique", step, prompt, schema=None)).text)
+            prompt = await self.render(step.prompt, _prompt_of("critique", step), output=answer.value, errors=errors)
+            texts.append((await self.ask("critique", step, prompt, schema=None, loop_round=loop_round)).text)
         return "\n\n".join(texts)
 
-    async def revise(self, answer: Answer, critique: str) -> None:
+    async def revise(self, answer: Answer, critique: str, loop_round: int) -> None:
         assert self.phase.refine is not None
         for step in self.phase.refine.steps:
-            prompt = self.render(
-                step.prompt, output=answer.value, critique=critique, errors="; ".join(answer.errors) or "none"
+            prompt = await self.render(
+                step.prompt,
+                _prompt_of("refine", step),
+                output=answer.value,
+                critique=critique,
+                errors="; ".join(answer.errors) or "none",
             )
-            completion = await self.ask("refine", step, prompt, schema=self.schema)
+            completion = await self.ask("refine", step, prompt, schema=self.schema, loop_round=loop_round)
             answer.text = completion.text
             answer.value, problem = parse_text(completion.text, completion.parsed, self.phase.outputs)
             answer.errors = [problem] if problem else []
@@ -508,6 +529,11 @@ class _Lifecycle:
             )
         self.record.outputs = outputs
         return StageResult(data=outputs)
+
+
+def _prompt_of(kind: str, step: AgentStep) -> str:
+    """A step's prompt, for messages: "the prompt of agent 'writer' (flow.md:12:3)"."""
+    return f"the prompt of {kind} '{step.agent}' ({step.location})"
 
 
 def review_markdown(phase: str, previews: list[tuple[str, Bundle]]) -> str:
@@ -577,12 +603,10 @@ async def preview_context(
     previews = []
     for answer in lifecycle.answers:
         try:
-            prompt, problem = lifecycle.render(answer.step.prompt), None
+            prompt, problem = await lifecycle.render(answer.step.prompt, _prompt_of("agent", answer.step)), None
         except Exception as exc:  # noqa: BLE001 - a template that needs what a preview lacks
             prompt, problem = answer.step.prompt, str(exc)
         agent = definition.agents[answer.step.agent]
         bundle = await lifecycle.bundle(agent, (answer.step.llm, *lifecycle.layers), prompt)
-        previews.append(
-            StepPreview(answer.key, render(bundle, prompt, lifecycle.context_options(agent).template), bundle, problem)
-        )
+        previews.append(StepPreview(answer.key, await lifecycle.layout(bundle, prompt, agent), bundle, problem))
     return (previous.flow_run_id if previous else None), previews

@@ -157,8 +157,10 @@ class Runtime:
         schema: dict[str, Any] | None,
         *,
         tags: tuple[str, ...] = (),
+        loop_round: int | None = None,
     ) -> Completion:
-        """Ask ``agent`` (settings merged as :meth:`settings` says); ``tags`` go on the call's task run."""
+        """Ask ``agent`` (settings merged as :meth:`settings` says); ``tags`` go on the call's task run;
+        ``loop_round`` is a refine loop's round, which keeps the response cache from answering it with an earlier one."""
         scope = self._scope(phase, stage, agent.id)  # before any await: parallel calls number in step order
         provider, settings = await self.settings(agent, layers)
         retry = self.definition.metadata.retry
@@ -168,7 +170,9 @@ class Runtime:
             "max_retries": retry.max_attempts - 1,
             "retry_backoff_s": retry.backoff_ms / 1000,
         }
-        labels = CallLabels(definition=self.definition.name, phase=phase.name, stage=stage, agent=agent.id)
+        labels = CallLabels(
+            definition=self.definition.name, phase=phase.name, stage=stage, agent=agent.id, round=loop_round
+        )
         infer = self._infer_task(phase, stage, agent.id)
         with _tags(*tags) if tags else nullcontext():
             state: State[Any] = await infer(

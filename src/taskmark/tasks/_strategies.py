@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from taskmark.definition import CustomStep, register_step_kind, render_template
 from taskmark.definition._registry import ENTRY_POINT_GROUP
+from taskmark.tasks._rendering import render_prompt
 
 __all__ = ["run_custom_step", "step_strategy"]
 
@@ -56,6 +57,8 @@ async def run_custom_step(step: CustomStep, names: dict[str, Any]) -> Any:  # no
     function = _STRATEGIES.get(step.kind) or _from_entry_point(step.kind)
     if function is None:
         raise LookupError(f"no strategy registered for step kind '{step.kind}'")
-    argument = render_template(step.argument, names)
+    argument = await render_prompt(
+        f"the argument of step '{step.kind}:' ({step.location})", render_template, step.argument, names
+    )
     result = function(argument, names)
     return await result if inspect.isawaitable(result) else result

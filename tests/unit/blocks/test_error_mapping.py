@@ -48,7 +48,6 @@ def _litellm_errors() -> dict[str, tuple[BaseException, int | None, bool]]:
             429,
             False,
         ),
-        "missing key": (exc.InternalServerError("Missing credentials. Please pass", **common), 500, False),
     }
 
 

@@ -60,8 +60,9 @@ def test_template_names_and_references() -> None:
         '{{ a }} {{ phases["X Y"].f }} {{ phases.Z }} {{ steps["s"] }} {% set b = 1 %}{{ b }} {{ range(2) }}',
         ["a", "phases", "steps"],
     )
-    assert (check.unknown_names, check.keys["phases"], check.keys["steps"]) == ([], ["X Y", "Z"], ["s"])
-    assert check_template("{{ c }}", ["a"]).unknown_names == ["c"]
+    assert check.unknown_names == ()
+    assert [(r.name, r.keys) for r in check.reads] == [("phases", ("X Y", "f")), ("phases", ("Z",)), ("steps", ("s",))]
+    assert check_template("{{ c }}", ["a"]).unknown_names == ("c",)
     assert check_template("line\n{{ a ", ["a"]).syntax_error == (
         1,
         "unexpected end of template, expected 'end of print statement'.",

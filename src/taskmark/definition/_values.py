@@ -1,0 +1,60 @@
+"""Whether a value fits a JSON Schema of a requirement, said in the words of the definition format."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["value_problem"]
+
+_SAID = {
+    "minLength": ("expected at least {}", "character"),
+    "maxLength": ("expected at most {}", "character"),
+    "minimum": ("expected at least {}", ""),
+    "maximum": ("expected at most {}", ""),
+    "minItems": ("expected at least {}", "item"),
+    "maxItems": ("expected at most {}", "item"),
+    "type": ("expected {}", ""),
+}
+
+
+def _where(error: Any, name: str) -> str:  # noqa: ANN401 - a jsonschema ValidationError
+    path = (name + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)).lstrip(".")
+    return f"{path}: " if path else ""
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def value_problem(schema: Mapping[str, Any], value: object, name: str = "") -> str | None:
+    """Why ``value`` does not fit ``schema`` (its first problem, where it is inside the value), or None.
+
+    Args:
+        schema: A JSON Schema.
+        value: The value.
+        name: What to call the value where the message says where the problem is (``tags[1]: ...``).
+
+    Example:
+        >>> value_problem({"type": "string", "minLength": 3}, "ab")
+        "expected at least 3 characters; found 'ab'"
+    """
+    # jsonschema (a Prefect dependency) takes ~0.2 s to import: only when a value is checked.
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+    from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
+
+    error = best_match(Draft202012Validator(dict(schema)).iter_errors(value))
+    if error is None:
+        return None
+    keyword = str(error.validator)
+    if keyword == "enum":
+        said = "expected one of " + ", ".join(_show(v) for v in error.validator_value)
+    elif keyword in _SAID:
+        words, noun = _SAID[keyword]
+        said = words.format(error.validator_value)
+        if noun:
+            said += f" {noun}" + ("" if error.validator_value == 1 else "s")
+    else:  # required and additional keys of an object: jsonschema says it well
+        return _where(error, name) + str(error.message)
+    return f"{_where(error, name)}{said}; found {_show(error.instance)}"
