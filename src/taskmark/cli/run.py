@@ -111,7 +111,7 @@ def as_yaml(value: Any) -> str:  # noqa: ANN401 - any outputs
 def _show_outputs(result: Any) -> None:  # noqa: ANN401 - a RunResult
     from rich.console import Console
     from rich.markdown import Markdown
-    from rich.syntax import Syntax
+    from rich.markup import escape
 
     console = Console()
     for name, phase in result.phases.items():
@@ -121,9 +121,8 @@ def _show_outputs(result: Any) -> None:  # noqa: ANN401 - a RunResult
         elif isinstance(phase.outputs, str):
             console.print(Markdown(phase.outputs))
         elif phase.outputs is not None:
-            console.print(
-                Syntax(as_yaml(phase.outputs).rstrip("\n"), "yaml", background_color="default", word_wrap=True)
-            )
+            # Never wrapped: a line broken at the terminal's width would no longer be the YAML it shows.
+            console.print(escape(as_yaml(phase.outputs).rstrip("\n")), soft_wrap=True, highlight=False)
     usage = result.usage
     console.rule()
     summary = f"{result.state.lower()} in {result.duration_s:.1f}s · {usage.calls} calls"

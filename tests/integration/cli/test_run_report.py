@@ -40,7 +40,12 @@ requirements:
 """
 ANSWER = {
     "headline": "Tides: what moves them",
-    "points": ["The moon pulls the sea.", "Line one of two\nline two of two"],
+    # A line wider than the terminal: wrapped, it would no longer be the YAML of the answer.
+    "points": [
+        "The moon pulls the sea.",
+        "Line one of two\nline two of two",
+        "See https://example.com/" + "tides/" * 30,
+    ],
 }
 RUN_LINE = re.compile(r"^Run ([0-9a-f-]{36}): (\S+)$", re.MULTILINE)
 
