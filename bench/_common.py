@@ -62,7 +62,7 @@ def _server_call(env: dict[str, str], code: str) -> str:
 def prefect_server(backend: str) -> Iterator[str]:
     """taskmark's local Prefect server on ``sqlite`` or ``postgres``; yields its API URL.
 
-    Both are started by ``taskmark.flows._local_server.start_server`` with a fresh
+    Both are started by ``taskmark.server._local.start_server`` with a fresh
     ``PREFECT_HOME``; for ``postgres`` a throwaway database is created, and dropped after.
     """
     home = Path(tempfile.mkdtemp(prefix=f"tm-bench-{backend}-"))
@@ -78,14 +78,14 @@ def prefect_server(backend: str) -> Iterator[str]:
         raise ValueError(backend)
     started = time.perf_counter()
     try:
-        url = _server_call(env, "from taskmark.flows._local_server import start_server; print(start_server().api_url)")
+        url = _server_call(env, "from taskmark.server._local import start_server; print(start_server().api_url)")
         print(
             f"# {backend}: Prefect server at {url} (started in {time.perf_counter() - started:.1f} s)", file=sys.stderr
         )
         yield url.splitlines()[-1]
     finally:
         with contextlib.suppress(Exception):
-            _server_call(env, "from taskmark.flows._local_server import stop_server; stop_server()")
+            _server_call(env, "from taskmark.server._local import stop_server; stop_server()")
         if db is not None:
             subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", db], check=False)
         shutil.rmtree(home, ignore_errors=True)

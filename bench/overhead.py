@@ -73,7 +73,7 @@ def hand_written(base: str, phases: int) -> Any:
 
 async def child(args: Any) -> None:
     from taskmark.definition import load_definition
-    from taskmark.flows._run import arun
+    from taskmark.runs._run import arun
 
     base = api_base(args.fake_port, 0)
     n = args.phases

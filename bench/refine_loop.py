@@ -72,6 +72,7 @@ class StubRuntime:
         from taskmark.blocks import Completion
 
         self.definition = definition
+        self.recorder = None  # no run record: the loop alone is measured
         self.calls = 0
         self.critique = Completion(text="Too low a score; add evidence.", model="stub")
         self.revision = Completion(

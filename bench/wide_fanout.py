@@ -6,7 +6,7 @@ Runs, in one process per Prefect backend, against the same fake OpenAI-compatibl
 - plain asyncio + litellm: the floor;
 - a hand-written Prefect 3 flow: one async subflow per phase, one task per call, the two
   middle subflows gathered;
-- taskmark: a generated definition of the same shape, run with ``taskmark.flows._run.arun``;
+- taskmark: a generated definition of the same shape, run with ``taskmark.runs._run.arun``;
 - for reference, the same 15 calls as Prefect tasks of one flow without subflows (the shape
   of Pydantic AI's PrefectDurability): what Prefect costs when no subflow is on the path.
 
@@ -111,7 +111,7 @@ def tasks_only(base: str) -> Any:
 
 async def child(args: Any) -> None:
     from taskmark.definition import load_definition
-    from taskmark.flows._run import arun
+    from taskmark.runs._run import arun
 
     base = api_base(args.fake_port, args.latency)
     child_header(args.backend)

@@ -68,7 +68,7 @@ def hand_written(base: str, calls: int) -> Any:
 
 async def child(args: Any) -> None:
     from taskmark.definition import load_definition
-    from taskmark.flows._run import arun
+    from taskmark.runs._run import arun
 
     base = api_base(args.fake_port, args.latency)
     n = args.calls

@@ -7,6 +7,7 @@
     flow = taskmark.compile(definition)          # a prefect.Flow
     result = taskmark.run("definitions/daily-market-analysis.md", question="What moved BTC?")
     taskmark.on("phase:complete", print)
+    record = taskmark.read_run(result.flow_run_id)  # the run's typed record
 
 Names are imported on first use, so ``import taskmark`` costs neither Prefect nor litellm.
 ``run``, ``arun`` and ``aretry`` use the same Prefect API as the CLI: ``PREFECT_API_URL`` when
@@ -17,22 +18,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["RunResult", "aretry", "arun", "compile", "load", "on", "run"]
+__all__ = ["RunRecord", "RunResult", "aread_run", "aretry", "arun", "compile", "load", "on", "read_run", "run"]
 
 if TYPE_CHECKING:
     from taskmark.definition import load_definition as load
     from taskmark.flows import compile
-    from taskmark.flows._entry import aretry, arun, run
-    from taskmark.flows._run import RunResult, on
+    from taskmark.runs._entry import aread_run, aretry, arun, read_run, run
+    from taskmark.runs._run import RunResult, on
+    from taskmark.runs.record import RunRecord
 
 _WHERE = {
     "load": ("taskmark.definition", "load_definition"),
     "compile": ("taskmark.flows", "compile"),
-    "run": ("taskmark.flows._entry", "run"),
-    "arun": ("taskmark.flows._entry", "arun"),
-    "aretry": ("taskmark.flows._entry", "aretry"),
-    "on": ("taskmark.flows._run", "on"),
-    "RunResult": ("taskmark.flows._run", "RunResult"),
+    "run": ("taskmark.runs._entry", "run"),
+    "arun": ("taskmark.runs._entry", "arun"),
+    "aretry": ("taskmark.runs._entry", "aretry"),
+    "on": ("taskmark.runs._run", "on"),
+    "RunResult": ("taskmark.runs._run", "RunResult"),
+    "read_run": ("taskmark.runs._entry", "read_run"),
+    "aread_run": ("taskmark.runs._entry", "aread_run"),
+    "RunRecord": ("taskmark.runs.record", "RunRecord"),
 }
 
 

@@ -6,8 +6,8 @@
      ├── DefinitionError (also ValueError)   a definition file is not valid; carries diagnostics
      ├── ProviderError                       an LLM call failed; carries model and status_code
      ├── LocalServerError                    the local Prefect server did not start or stop
-     │                                       (defined in taskmark.flows._local_server)
-     ├── RetryError                          a run cannot be retried (taskmark.flows._run)
+     │                                       (defined in taskmark.server._local)
+     ├── RetryError                          a run cannot be retried (taskmark.runs._run)
      ├── ApiUnreachableError                 the Prefect API did not answer; carries its url
      ├── PromptError                         a template of a definition could not be rendered
      │                                       (taskmark.tasks._rendering)
@@ -103,6 +103,10 @@ class ProviderError(TaskmarkError):
         self.transient = transient
         self.attempts = 1
         """HTTP requests the call made before it failed (retries and fallbacks included)."""
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd: float | None = None
+        """What the replies the provider did send cost (a reply that could not be parsed is paid for)."""
         super().__init__(msg)
 
 

@@ -192,15 +192,17 @@ def test_a_cli_run_completes_with_its_graph_artifacts_and_events(prefect_stack: 
             task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=phase_ids))
         )
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=phase_ids)))
-    kinds = {a.key: a.type for a in artifacts}
+    kinds = {a.key: a.type for a in artifacts if a.key}
+    assert sum(a.type == "taskmark-record" for a in artifacts) == 1 + len(phases)  # the run record: header, phases
     assert kinds == {
         "daily-market-analysis-summary": "markdown",
         "daily-market-analysis-usage": "table",
         "outputs-daily-market-analysis": "markdown",
     }
-    assert sorted(p.name for p in phases if p.name.startswith("Phase: ")) == sorted(
-        f"Phase: {p.name}" for p in load_definition(ROOT / "definitions" / "daily-market-analysis.md").phases
+    assert sorted(p.parameters["phase"] for p in phases) == sorted(
+        p.name for p in load_definition(ROOT / "definitions" / "daily-market-analysis.md").phases
     )
+    assert {p.name for p in phases} == {daily_run.name}  # each phase's run is named after its run
     for stage in (
         "Question Classification/ingestion",
         "Question Classification/inference",

@@ -140,7 +140,7 @@ def test_a_context_review_is_answered_in_the_ui_and_the_call_gets_the_pinned_ite
     (tmp_path / "reviewed.md").write_text(REVIEWED)
     llm.default = lambda r: Reply(content="the moon pulls the sea")
     prefect_stack.start("taskmark run reviewed.md", log_name="reviewed", cwd=tmp_path)
-    paused = wait_for(lambda: _paused_phase(prefect_stack, "Phase: Answer"), "the phase paused for its review")
+    paused = wait_for(lambda: _paused_phase(prefect_stack, "Answer"), "the phase paused for its review")
 
     page.goto(f"{prefect_stack.ui_url}/runs/flow-run/{paused.id}")
     page.get_by_text("Artifacts", exact=True).first.click()  # the candidates, as the reviewer sees them
@@ -200,7 +200,6 @@ def _open_options(control: Any, option: Any) -> None:
 def _paused_phase(stack: PrefectStack, name: str) -> Any:
     from prefect.client.schemas.filters import (
         FlowRunFilter,
-        FlowRunFilterName,
         FlowRunFilterState,
         FlowRunFilterStateType,
     )
@@ -208,8 +207,8 @@ def _paused_phase(stack: PrefectStack, name: str) -> Any:
 
     paused = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
     with stack.client() as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]), state=paused))
-    return runs[0] if runs else None
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=paused))
+    return next((r for r in runs if r.parameters.get("phase") == name), None)
 
 
 def _run_of(stack: PrefectStack, flow_name: str) -> Any:

@@ -16,8 +16,10 @@ import pytest
 
 from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from support.waiting import eventually_sync
-from taskmark.flows._crashes import AUTOMATION_NAME, SILENCE_S
-from taskmark.flows._local_server import ensure_server, stop_server
+from taskmark.runs._read import aread_run
+from taskmark.runs.record import RunRecord
+from taskmark.server._crashes import AUTOMATION_NAME, SILENCE_S
+from taskmark.server._local import ensure_server, stop_server
 
 pytestmark = pytest.mark.slow  # a real local server, and a crash noticed after SILENCE_S of silence
 
@@ -128,6 +130,13 @@ def test_killed_run_is_crashed_then_retried_without_repeats(
 
     # The server marks it Crashed once it has been silent for SILENCE_S; the rest is slack.
     eventually_sync(crashed, timeout=SILENCE_S + 120, interval=2, message="the killed run to be marked Crashed")
+    record = asyncio.run(_record(api_url, run_id))
+    assert record.outcome == "crashed"
+    assert [(p.name, p.state) for p in record.phases] == [
+        ("One", "completed"),
+        ("Two", "crashed"),
+        ("Three", "not_run"),
+    ]
 
     fake_llm.reset()
     fake_llm.default = lambda r: Reply(content="done")
@@ -138,3 +147,17 @@ def test_killed_run_is_crashed_then_retried_without_repeats(
     report = json.loads(retried.stdout)
     assert report["flow_run_id"] == run_id and report["state"] == "COMPLETED"
     assert [_prompt(r).split()[0] for r in fake_llm.requests] == ["second", "third"]  # phase One: zero repeats
+    record = asyncio.run(_record(api_url, run_id))
+    assert record.outcome == "completed" and record.attempts == 2
+    assert [(p.name, p.state) for p in record.phases] == [(n, "completed") for n in ("One", "Two", "Three")]
+    assert record.phases[0].calls()[0].cached  # the first attempt's answer
+    # Answered requests: One's before the kill, Two's and Three's after (Two's first request
+    # was answered to a dead process: nobody could count it).
+    assert record.totals.calls == 3 and record.totals.cached_calls == 1
+
+
+async def _record(api_url: str, run_id: str) -> RunRecord:
+    from prefect.client.orchestration import PrefectClient
+
+    async with PrefectClient(api_url) as client:
+        return await aread_run(run_id, client=client)

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from support.waiting import eventually_sync
 from taskmark.cli.server import app
-from taskmark.flows._local_server import (
+from taskmark.server._local import (
     LOG_FILE,
     STATE_FILE,
     ensure_server,
@@ -37,7 +37,7 @@ runner = CliRunner()
 # Starts with ensure_server and prints what it got; two of these run at once.
 _ENSURE = """
 import json
-from taskmark.flows._local_server import ensure_server, server_status
+from taskmark.server._local import ensure_server, server_status
 url = ensure_server()
 print(json.dumps({"api_url": url, "pid": server_status().pid}))
 """
@@ -61,7 +61,7 @@ async def send(self, request, *args, **kwargs):
 httpx.AsyncClient.send = send
 
 from prefect import flow, task
-from taskmark.flows._local_server import connect
+from taskmark.server._local import connect
 
 # After Prefect is imported, as in `taskmark run`: connect() must still take effect.
 api_url = connect()

@@ -24,7 +24,7 @@ import pytest
 
 from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from support.waiting import eventually_sync
-from taskmark.flows._crashes import AUTOMATION_NAME
+from taskmark.server._crashes import AUTOMATION_NAME
 
 pytestmark = pytest.mark.slow  # two starts of a real local server, and the sweep's wait
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from taskmark.flows import _local_server
+from taskmark.server import _local as _local_server
 
 pytestmark = pytest.mark.slow
 

@@ -23,6 +23,7 @@ import pytest
 
 from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from support.waiting import DEFAULT_TIMEOUT_S, eventually, eventually_sync
+from taskmark import aread_run
 from taskmark.blocks import LLMProvider
 from taskmark.watch import Claim, FolderBusyError, Watcher, WatchEvent, WatchFolder
 
@@ -135,7 +136,10 @@ async def test_good_seed_runs_once_and_is_filed_with_outputs(inbox: Path, fake_l
     assert (
         line["id"].startswith("tides-") and line["state"] == "COMPLETED" and line["folder"] == f"complete/{line['id']}"
     )
-    assert line["params"] == {"topic": "tides", "rounds": 1} and line["usage"]["calls"] == 2 and line["flow_run_id"]
+    assert line["params"] == {"topic": "tides", "rounds": 1} and line["flow_run_id"]
+    record = await aread_run(line["flow_run_id"])
+    assert line["outcome"] == record.outcome == "completed"
+    assert line["usage"] == record.totals.model_dump(mode="json") and line["usage"]["calls"] == 2
     assert names(run_dir) == ["outputs.json", "run.json", "seed.json", "summary.json"]
     assert json.loads((run_dir / "outputs.json").read_text()) == {"Draft": "drafted", "Polish": "polished"}
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -152,6 +156,9 @@ async def test_failed_run_is_filed_in_complete_with_its_state(inbox: Path, fake_
         await eventually(finished(inbox, 1), interval=0.05, message="the run to finish")
     [line] = runs_log(inbox)
     assert line["state"] == "FAILED" and "phase 'Draft' failed in inference" in line["message"]
+    record = await aread_run(line["flow_run_id"])
+    assert (line["outcome"], line["usage"]) == ("failed", record.totals.model_dump(mode="json"))
+    assert (line["usage"]["calls"], line["usage"]["failed_calls"], line["usage"]["requests"]) == (0, 1, 1)
     summary = json.loads((inbox / "complete" / line["id"] / "summary.json").read_text())
     assert summary["state"] == "FAILED" and summary["phases"]["Draft"]["state"] == "FAILED"
     assert names(inbox / "current") == names(inbox / "pending") == []
@@ -179,7 +186,7 @@ BAD_SEEDS = {
     ),
     "invalid-definition": (
         '{"definition": "../defs/broken.md",\n "params": {"topic": "x"}}',
-        "1:16: error: definition '../defs/broken.md' is not valid (2 errors, listed below)",
+        "1:16: error: definition '../defs/broken.md' is not valid (1 error, listed below)",
     ),
     "unknown-param": (
         '{"definition": "../defs/two.md",\n "params": {"topic": "x", "topics": "y"}}',
@@ -376,9 +383,14 @@ async def test_a_restart_reuses_the_phases_the_stopped_run_had_finished(
     async with watching(inbox):
         drop(inbox, "half-seed.json", seed())
         await eventually(lambda: gate.waiting == 1, interval=0.05, message="the second phase to call the LLM")
-    [run_id] = names(inbox / "current")
-    recorded = json.loads((inbox / "current" / run_id / "run.json").read_text())["flow_run_id"]
-    assert recorded  # known from the moment the flow run existed
+        [run_id] = names(inbox / "current")
+        recorded = json.loads((inbox / "current" / run_id / "run.json").read_text())["flow_run_id"]
+        assert recorded  # known from the moment the flow run existed
+
+        async def draft_recorded() -> bool:  # the record is written within a second of each end
+            return (await aread_run(recorded)).totals.calls == 1
+
+        await eventually(draft_recorded, message="Draft's call in the run's record")
     gate.open.set()
     async with watching(inbox):
         await eventually(finished(inbox, 1), interval=0.05, message="the resumed run")
@@ -386,6 +398,11 @@ async def test_a_restart_reuses_the_phases_the_stopped_run_had_finished(
     assert line["state"] == "COMPLETED" and line["flow_run_id"] == recorded  # the same flow run, retried
     prompts = [r.messages[-1]["content"].split()[0] for r in fake_llm.requests]
     assert prompts == ["Draft", "Polish", "Polish"]  # Draft's answer was reused, not bought again
+    # The line counts both attempts, as the run's record does: Draft's paid call once (reused from
+    # the cache by the retry), and Polish's answered call.
+    record = await aread_run(recorded)
+    assert line["usage"] == record.totals.model_dump(mode="json")
+    assert (line["usage"]["calls"], line["usage"]["cached_calls"], line["outcome"]) == (2, 1, "completed")
 
 
 async def test_a_restart_finishes_what_a_crash_left_half_done(inbox: Path, fake_llm: FakeOpenAIServer) -> None:

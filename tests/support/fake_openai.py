@@ -92,6 +92,7 @@ class FakeOpenAIServer:
         self._in_flight = 0
         self._max_in_flight = 0
         self._generation = 0  # bumped by reset(): requests still held from before do not count
+        self._usage = [0, 0, 0]  # answers with usage, prompt tokens, completion tokens
         self._stopping = threading.Event()
         self.default: Callable[[RecordedRequest], Reply] = lambda _req: Reply()
         self._httpd: _Server | None = None
@@ -137,6 +138,7 @@ class FakeOpenAIServer:
             self._script.clear()
             self._requests.clear()
             self._in_flight = self._max_in_flight = 0
+            self._usage = [0, 0, 0]
             self._generation += 1
             self.default = lambda _req: Reply()
 
@@ -164,6 +166,21 @@ class FakeOpenAIServer:
         how many calls a client really had open together, whatever the machine's speed."""
         with self._lock:
             return self._max_in_flight
+
+    @property
+    def usage_sent(self) -> tuple[int, int, int]:
+        """Since the last reset: answers sent with usage (HTTP 200, not raw), and the prompt and
+        completion tokens they reported: what a client must account, request by request."""
+        with self._lock:
+            answers, prompt, completion = self._usage
+            return answers, prompt, completion
+
+    def _sent(self, reply: Reply, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation and reply.status == 200 and reply.raw is None:
+                self._usage[0] += 1
+                self._usage[1] += reply.prompt_tokens
+                self._usage[2] += reply.completion_tokens
 
     def _arrived(self) -> int:
         with self._lock:
@@ -257,6 +274,7 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 payload = _payload(reply, body)
             finally:
                 server._answered(generation)
+            server._sent(reply, generation)  # before the client can have it
             self._send(reply.status, payload, reply.headers)
 
         def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:

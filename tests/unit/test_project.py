@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 import taskmark
+import taskmark.blocks
 import taskmark.cli
 import taskmark.definition
 import taskmark.deploy
 import taskmark.flows
-import taskmark.history
+import taskmark.runs
+import taskmark.server
 import taskmark.tasks
 import taskmark.watch
 from taskmark.definition import load_definition, render_graph
@@ -103,7 +105,9 @@ def test_every_doc_example_is_a_valid_definition(
         taskmark.flows,
         taskmark.tasks,
         taskmark.deploy,
-        taskmark.history,
+        taskmark.runs,
+        taskmark.server,
+        taskmark.blocks,
         taskmark.watch,
     ],
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from taskmark.watch import check_seed, deployment_name, read_seed
-from taskmark.watch._json_spans import Position, spans_of
+from taskmark.watch._json_spans import spans_of
 
 DEFINITION = """# Two Steps
 
@@ -180,8 +180,12 @@ def test_read_seed_names_the_file_as_asked_and_reports_undecodable_bytes(base: P
 
 
 def test_spans_locate_keys_and_values_at_any_depth() -> None:
-    spans = spans_of('{"a": [1, {"b": "x"}],\n "c": {}}')
-    assert spans.key(("a",)) == Position(1, 2) and spans.value(("a",)) == Position(1, 7)
-    assert spans.value(("a", 1, "b")) == Position(1, 17) and spans.key(("a", 1, "b")) == Position(1, 12)
-    assert spans.key(("c",)) == Position(2, 2) and spans.value(("c", "missing")) == Position(2, 7)
-    assert spans.value(()) == Position(1, 1)
+    spans = spans_of("s-seed.json", '{"a": [1, {"b": "x"}],\n "c": {}}')
+
+    def at(path: tuple[str | int, ...], *, key: bool = False) -> str:
+        return str(spans.key(path) if key else spans.value(path))
+
+    assert (at(("a",), key=True), at(("a",))) == ("s-seed.json:1:2", "s-seed.json:1:7")
+    assert (at(("a", 1, "b")), at(("a", 1, "b"), key=True)) == ("s-seed.json:1:17", "s-seed.json:1:12")
+    assert (at(("c",), key=True), at(("c", "missing"))) == ("s-seed.json:2:2", "s-seed.json:2:7")
+    assert at(()) == "s-seed.json:1:1"

@@ -6,14 +6,14 @@ entry point) never pays litellm's import time.
 
 Flows and tasks reach LLMs through ``ChatModel.acomplete`` (and size prompts with its
 ``count_tokens`` and ``context_window``); ``LLMProvider`` is the block
-that implements it, ``resolve_provider`` picks one for a call, ``call_agent`` turns an
-agent and a prompt into an accounted call, and ``LLM_REQUEST_CACHE`` caches answers in
-Prefect's own task cache.
+that implements it, ``resolve_provider`` picks one for a call, ``merge_llm_settings`` and ``agent_messages``
+turn an agent and a prompt into its settings and messages, and ``LLM_REQUEST_CACHE`` caches
+answers in Prefect's own task cache.
 """
 
 from __future__ import annotations
 
-from taskmark.blocks._agents import agent_messages, call_agent, merge_llm_settings
+from taskmark.blocks._agents import agent_messages, merge_llm_settings
 from taskmark.blocks._cache import (
     LLM_REQUEST_CACHE,
     LLMRequestCache,
@@ -36,8 +36,8 @@ from taskmark.blocks._types import CallLabels, ChatModel, Completion, Message, S
 from taskmark.blocks._usage import (
     COMPLETED_EVENT,
     FAILED_EVENT,
-    UsageLedger,
-    UsageTotals,
+    describe_cost,
+    request_record,
 )
 
 __all__ = [
@@ -57,18 +57,17 @@ __all__ = [
     "ProviderOverrides",
     "Schema",
     "Usage",
-    "UsageLedger",
-    "UsageTotals",
     "agent_messages",
     "aresolve_provider",
-    "call_agent",
     "classify",
+    "describe_cost",
     "llm_cache_options",
     "local_endpoint",
     "local_model_path",
     "merge_llm_settings",
     "redact",
     "request_cache_key",
+    "request_record",
     "resolve_provider",
     "stop_local_model",
 ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskmark._polling import wait_until
 from taskmark.errors import ProviderError
 
 __all__ = [
@@ -159,20 +160,19 @@ class _LocalServer:
 
 
 def _wait_healthy(address: str, *, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(f"{address}/health", timeout=2) as response:  # noqa: S310 - our own http:// address
-                if json.loads(response.read() or b"{}").get("status") == "ok":
-                    return
-        except (urllib.error.URLError, OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise ProviderError(
-                f"local model: the server at {address} was not ready after {timeout_s:.0f} s",
-                model=LOCAL_MODEL,
-            )
-        time.sleep(0.05)
+    if not wait_until(lambda: _healthy(address), deadline=time.monotonic() + timeout_s):
+        raise ProviderError(
+            f"local model: the server at {address} was not ready after {timeout_s:.0f} s",
+            model=LOCAL_MODEL,
+        )
+
+
+def _healthy(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{address}/health", timeout=2) as response:  # noqa: S310 - our own http:// address
+            return bool(json.loads(response.read() or b"{}").get("status") == "ok")
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
 
 
 _SERVER = _LocalServer()

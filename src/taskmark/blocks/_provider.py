@@ -386,6 +386,8 @@ class LLMProvider(Block):
                 model=self.model,
             )
             error.attempts = attempts
+            error.prompt_tokens, error.completion_tokens = total.prompt_tokens, total.completion_tokens
+            error.cost_usd = cost
             raise error from None
         return fixed.model_copy(
             update={

@@ -93,13 +93,14 @@ def completion_from(provider: LLMProvider, response: Any) -> Completion:  # noqa
 
 
 def call_cost(provider: LLMProvider, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """The block's own prices if set, else litellm's; 0 for the local model; None if unknown."""
-    if is_local_model(provider.model):
-        return 0.0
+    """The block's own prices if set, else litellm's; None if unknown (the local model has no
+    price: it is reported unpriced, not free, unless its block sets prices)."""
     if provider.input_cost_per_million_tokens is not None or provider.output_cost_per_million_tokens is not None:
         per_in = (provider.input_cost_per_million_tokens or 0.0) / 1e6
         per_out = (provider.output_cost_per_million_tokens or 0.0) / 1e6
         return prompt_tokens * per_in + completion_tokens * per_out
+    if is_local_model(provider.model):
+        return None
     from ._litellm import cost_of
 
     return cost_of(provider.model, prompt_tokens, completion_tokens)

@@ -1,22 +1,17 @@
-"""Accounting: a Prefect event per call, and a ledger that sums a run's usage by phase and
-stage.
+"""Accounting: a Prefect event per call, and costs as people read them.
 
 Events (``taskmark.llm.completed`` / ``taskmark.llm.failed``) go through Prefect's own
 event stream, so the UI's event feed, automations and the API see them; inside a flow or
-task run Prefect relates them to that run. The ledger is the in-process sum a run uses to
-write its usage artifact and summary.
+task run Prefect relates them to that run. A run's sums are its record's
+(``taskmark.runs.record.Totals``), never a second count kept beside it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
-
-from pydantic import BaseModel, Field
 
 from taskmark.errors import ProviderError
 
@@ -25,8 +20,7 @@ from ._types import CallLabels, Completion, Message
 __all__ = [
     "COMPLETED_EVENT",
     "FAILED_EVENT",
-    "UsageLedger",
-    "UsageTotals",
+    "describe_cost",
     "emit_completed",
     "emit_failed",
     "request_record",
@@ -36,108 +30,19 @@ __all__ = [
 COMPLETED_EVENT = "taskmark.llm.completed"
 FAILED_EVENT = "taskmark.llm.failed"
 
-StageKey = tuple[str | None, str | None]
 
-
-class UsageTotals(BaseModel):
-    """Sums over a set of calls."""
-
-    calls: int = Field(default=0, description="Requests that returned an answer.")
-    failed_calls: int = Field(default=0, description="Requests that ended in an error.")
-    prompt_tokens: int = Field(default=0, description="Tokens sent.")
-    completion_tokens: int = Field(default=0, description="Tokens generated.")
-    total_tokens: int = Field(default=0, description="Prompt plus completion tokens.")
-    cost_usd: float = Field(default=0.0, description="Sum of the known costs, in US dollars.")
-    unpriced_calls: int = Field(default=0, description="Answered calls whose price is unknown (not in cost_usd).")
-
-    def add(self, completion: Completion) -> None:
-        """Count one answered call."""
-        self.calls += 1
-        self.prompt_tokens += completion.usage.prompt_tokens
-        self.completion_tokens += completion.usage.completion_tokens
-        self.total_tokens += completion.usage.total_tokens
-        if completion.cost_usd is None:
-            self.unpriced_calls += 1
-        else:
-            self.cost_usd += completion.cost_usd
-
-    def merge(self, other: UsageTotals) -> None:
-        """Add another set of sums to this one."""
-        for name in type(self).model_fields:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-class UsageLedger:
-    """A run's LLM usage by (phase, stage); safe to share between threads.
+def describe_cost(cost_usd: float, unpriced_calls: int = 0, calls: int = 0, *, sign: str = "$") -> str:
+    """A cost for people: `$0.0012`; `unpriced` when no answered call had a known price (the
+    local model, a model litellm has no price for), where `$0.0000` would say it was free;
+    `$0.0012 (+2 unpriced)` when some had none.
 
     Example:
-        >>> ledger = UsageLedger()
-        >>> ledger.add(completion, CallLabels(phase="Rapid Analysis", stage="inference"))
-        >>> ledger.total().cost_usd
+        >>> describe_cost(0.0, unpriced_calls=3, calls=3)
+        'unpriced'
     """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rows: dict[StageKey, UsageTotals] = {}
-        self._models: Counter[str] = Counter()
-
-    def add(self, completion: Completion, labels: CallLabels | None = None) -> None:
-        """Record an answered call under its phase and stage."""
-        with self._lock:
-            self._row(labels).add(completion)
-            self._models[completion.model] += 1
-
-    def add_failure(self, labels: CallLabels | None = None) -> None:
-        """Record a call that failed (after its retries and fallbacks)."""
-        with self._lock:
-            self._row(labels).failed_calls += 1
-
-    def by_stage(self) -> dict[StageKey, UsageTotals]:
-        """Sums per (phase, stage), in the order they first appeared."""
-        with self._lock:
-            return {key: row.model_copy() for key, row in self._rows.items()}
-
-    def by_phase(self) -> dict[str | None, UsageTotals]:
-        """Sums per phase."""
-        out: dict[str | None, UsageTotals] = {}
-        for (phase, _stage), row in self.by_stage().items():
-            out.setdefault(phase, UsageTotals()).merge(row)
-        return out
-
-    def total(self) -> UsageTotals:
-        """Sums over the whole run."""
-        out = UsageTotals()
-        for row in self.by_stage().values():
-            out.merge(row)
-        return out
-
-    def models(self) -> dict[str, int]:
-        """How many answers each model gave: the run summary's "which model answered"."""
-        with self._lock:
-            return dict(self._models)
-
-    def table(self) -> list[dict[str, Any]]:
-        """One row per (phase, stage) plus a total, ready for ``create_table_artifact``."""
-        rows = [
-            {"phase": phase or "", "stage": stage or "", **totals.model_dump()}
-            for (phase, stage), totals in self.by_stage().items()
-        ]
-        rows.append({"phase": "total", "stage": "", **self.total().model_dump()})
-        return rows
-
-    def _row(self, labels: CallLabels | None) -> UsageTotals:
-        key: StageKey = (labels.phase, labels.stage) if labels else (None, None)
-        return self._rows.setdefault(key, UsageTotals())
-
-    # A ledger travels with results and between processes; its lock does not.
-    def __getstate__(self) -> dict[str, Any]:
-        with self._lock:
-            return {"rows": self._rows, "models": self._models}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self._lock = threading.Lock()
-        self._rows = state["rows"]
-        self._models = state["models"]
+    if unpriced_calls and unpriced_calls >= calls:
+        return "unpriced"
+    return f"{sign}{cost_usd:.4f}" + (f" (+{unpriced_calls} unpriced)" if unpriced_calls else "")
 
 
 def _resource(model: str, labels: CallLabels | None, provider: str | None) -> dict[str, str]:

@@ -88,8 +88,8 @@ def connect_prefect(*, ephemeral: bool = False, quiet: bool = False) -> str:
     # whole (several KB, one every ~7 s); the command says it once. Read as Prefect loads its
     # settings, so before Prefect is imported; a value the user set wins.
     os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "CRITICAL")
-    from taskmark.flows._crashes import enable_heartbeats
-    from taskmark.flows._local_server import LocalServerError, connect
+    from taskmark.server._crashes import enable_heartbeats
+    from taskmark.server._local import LocalServerError, connect
 
     enable_heartbeats()
     url = ""

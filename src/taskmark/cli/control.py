@@ -36,7 +36,7 @@ def resume(
             "--pin and --exclude answer a context review; --approve, --reject and --set an approval"
         )
     if pin or exclude:
-        from taskmark.flows._control import review
+        from taskmark.runs._control import review
 
         phase = call_api(lambda: review(run_id, pin=pin, exclude=exclude, note=note))
         typer.echo(f"reviewed: phase '{phase}' of run {run_id} (pinned {len(pin)}, excluded {len(exclude)})")
@@ -44,7 +44,7 @@ def resume(
     if not (approve or reject):
         if note or set_:
             raise typer.BadParameter("--note and --set answer an approval: add --approve or --reject")
-        from taskmark.flows._control import unpause
+        from taskmark.runs._control import unpause
 
         phases = call_api(lambda: unpause(run_id))
         typer.echo(f"resumed run {run_id}" + (f": phases {', '.join(phases)}" if phases else ""))
@@ -55,7 +55,7 @@ def resume(
         if not sep:
             raise typer.BadParameter(f"expected K=V; found {item!r}", param_hint="--set")
         values[key.strip()] = value
-    from taskmark.flows._control import resume as resume_run
+    from taskmark.runs._control import resume as resume_run
 
     phase = call_api(lambda: resume_run(run_id, approve=approve, note=note, values=values))
     typer.echo(f"{'approved' if approve else 'rejected'}: phase '{phase}' of run {run_id}")
@@ -64,7 +64,7 @@ def resume(
 @app.command()
 def pause(run_id: Annotated[str, typer.Argument(help="The running run to hold.", metavar="RUN_ID")]) -> None:
     """Hold a run before its next phases (running ones finish); `taskmark resume RUN_ID` goes on."""
-    from taskmark.flows._control import pause as pause_run
+    from taskmark.runs._control import pause as pause_run
 
     call_api(lambda: pause_run(run_id))
     typer.echo(f"run {run_id} holds before its next phase; `taskmark resume {run_id}` lets it go on")
@@ -73,7 +73,7 @@ def pause(run_id: Annotated[str, typer.Argument(help="The running run to hold.",
 @app.command()
 def cancel(run_id: Annotated[str, typer.Argument(help="The run to cancel.", metavar="RUN_ID")]) -> None:
     """Cancel a run; calls already sent are abandoned, no new ones start. Exit 2 if it cannot be."""
-    from taskmark.flows._control import cancel as cancel_run
+    from taskmark.runs._control import cancel as cancel_run
 
     state = call_api(lambda: cancel_run(run_id))
     typer.echo(f"run {run_id}: {state.lower()}")

@@ -49,7 +49,7 @@ class _Progress:
         table = Table(box=None, pad_edge=False)
         for column in ("phase", "state", "time", "calls", "tokens", "cost $"):
             table.add_column(column, justify="left" if column in ("phase", "state") else "right")
-        colours = {"running": "yellow", "completed": "green", "failed": "red"}
+        colours = {"running": "yellow", "completed": "green", "accepted_with_errors": "yellow", "failed": "red"}
         for name, row in self.rows.items():
             state = row["state"]
             elapsed = row.get("duration_s") or (time.perf_counter() - row["began"] if "began" in row else None)
@@ -70,11 +70,13 @@ class _Progress:
                 row.update(state="running", began=time.perf_counter())
             else:
                 row.update({k: payload[k] for k in ("duration_s", "calls", "tokens", "cost_usd") if k in payload})
-                row["state"] = "completed" if moment == "phase:complete" else "failed"
+                row["state"] = payload.get("state") or ("completed" if moment == "phase:complete" else "failed")
             if self.live is not None:
                 self.live.update(self.table())
             elif not self.quiet:
                 line = f"{row['state']:>9}  {payload['phase']}"
+                for answer, checks in (payload.get("failed_checks") or {}).items():
+                    line += f"\n           {answer} still fails: {'; '.join(checks)}"
                 if "duration_s" in payload:
                     line += f"  {payload['duration_s']:.2f}s  {payload.get('calls', 0)} calls"
                 typer.echo(line)
@@ -113,9 +115,13 @@ def _show_outputs(result: Any) -> None:  # noqa: ANN401 - a RunResult
     from rich.markdown import Markdown
     from rich.markup import escape
 
+    from taskmark.blocks import describe_cost
+
     console = Console()
     for name, phase in result.phases.items():
         console.rule(f"{name} — {phase.state.lower()}")
+        for answer, checks in phase.failed_checks.items():
+            console.print(f"[yellow]{escape(answer)} still fails: {escape('; '.join(checks))}[/]")
         if phase.error:
             console.print(f"[red]{phase.error}[/]")
         elif isinstance(phase.outputs, str):
@@ -125,10 +131,10 @@ def _show_outputs(result: Any) -> None:  # noqa: ANN401 - a RunResult
             console.print(escape(as_yaml(phase.outputs).rstrip("\n")), soft_wrap=True, highlight=False)
     usage = result.usage
     console.rule()
-    summary = f"{result.state.lower()} in {result.duration_s:.1f}s · {usage.calls} calls"
+    summary = f"{result.outcome.replace('_', ' ')} in {result.duration_s:.1f}s · {usage.calls} calls"
     if usage.failed_calls:
         summary += f" ({usage.failed_calls} failed)"
-    summary += f" · {usage.prompt_tokens + usage.completion_tokens} tokens · ${usage.cost_usd:.4f}"
+    summary += f" · {usage.tokens} tokens · {describe_cost(usage.cost_usd, usage.unpriced_calls, usage.calls)}"
     if result.models:
         summary += f" · answered by {', '.join(result.models)}"
     console.print(summary, soft_wrap=True)
@@ -160,7 +166,7 @@ def run(
 
     from prefect.exceptions import ParameterTypeError
 
-    from taskmark.flows._run import arun
+    from taskmark.runs._run import arun
 
     created: list[str] = []
 
@@ -204,7 +210,7 @@ def retry(
     """Run a finished run again under its id, calling only what it has no answer for; exit 0/1/2.
 
     Exit 0 when it completed, 1 when it failed, 2 on bad input."""
-    from taskmark.flows._run import aretry, retry_target
+    from taskmark.runs._run import aretry, retry_target
 
     _, path = call_api(lambda: retry_target(run_id))
     if path is None:
@@ -295,7 +301,7 @@ def _run_stoppable(work: Coroutine[Any, Any, Any], run_id: Callable[[], str | No
     import contextvars
     import threading
 
-    from taskmark.flows._run import STOP_GRACE_S
+    from taskmark.runs._run import STOP_GRACE_S
 
     outcome: concurrent.futures.Future[Any] = concurrent.futures.Future()
     running: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = []

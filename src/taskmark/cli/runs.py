@@ -18,7 +18,7 @@ from taskmark.cli._common import call_api
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from taskmark.history import RunSummary
+    from taskmark.runs import RunSummary
 
 app = typer.Typer()
 
@@ -49,9 +49,21 @@ def _when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
+def _state(run: RunSummary) -> str:
+    """Prefect's state name, coloured; a completed run its record says was accepted with
+    errors says so (Prefect knows it only as completed)."""
+    if run.state == "COMPLETED" and run.outcome == "accepted_with_errors":
+        return f"[yellow]{run.outcome}[/]"
+    state = run.state_name if run.state_name and run.state_name.upper() != run.state else run.state.lower()
+    return f"[{STATE_COLOURS.get(run.state, 'dim')}]{state}[/]"
+
+
 def runs_table(runs: Sequence[RunSummary]) -> Table:
-    """The runs as a Rich table: id, definition, state, start, duration, calls, cost."""
+    """The runs as a Rich table: id, definition, state, start, duration, calls, cost (`-`
+    where the run has no record to count them)."""
     from rich.table import Table
+
+    from taskmark.blocks import describe_cost
 
     table = Table(box=None, pad_edge=False)
     table.add_column("run id", no_wrap=True)
@@ -63,15 +75,16 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
         calls = (
             "-" if run.calls is None else str(run.calls) + (f" ({run.failed_calls} failed)" if run.failed_calls else "")
         )
-        state = run.state_name if run.state_name and run.state_name.upper() != run.state else run.state.lower()
         table.add_row(
             run.id,
             run.definition,
-            f"[{STATE_COLOURS.get(run.state, 'dim')}]{state}[/]",
+            _state(run),
             _when(run.start),
             seconds(run.duration_s),
             calls,
-            "-" if run.cost_usd is None else f"{run.cost_usd:.4f}",
+            "-"
+            if run.cost_usd is None
+            else describe_cost(run.cost_usd, run.unpriced_calls or 0, run.calls or 0, sign=""),
         )
     return table
 
@@ -93,7 +106,7 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of runs, nothing else.")] = False,
 ) -> None:
     """List runs, newest first: definition, state, start, duration, LLM calls and cost."""
-    from taskmark.history import STATES, read_runs
+    from taskmark.runs import STATES, read_runs
 
     unknown = [s for s in state if s.upper() not in STATES]
     if unknown:

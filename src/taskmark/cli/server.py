@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from taskmark.flows._local_server import ServerStatus
+    from taskmark.server._local import ServerStatus
 
 app = typer.Typer(
     name="server",
@@ -54,7 +54,7 @@ def start(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to answer.", min=1.0)] = 60.0,
 ) -> None:
     """Start the local Prefect server in the background, or reuse the running one."""
-    from taskmark.flows._local_server import LocalServerError, server_status, start_server
+    from taskmark.server._local import LocalServerError, server_status, start_server
 
     running = server_status().running
     if not running:
@@ -82,7 +82,7 @@ def start(
 @app.command()
 def stop() -> None:
     """Stop the local Prefect server."""
-    from taskmark.flows._local_server import LocalServerError, stop_server
+    from taskmark.server._local import LocalServerError, stop_server
 
     try:
         stopped = stop_server()
@@ -96,7 +96,7 @@ def stop() -> None:
 def status() -> None:
     """Show the local Prefect server's address; exit 0 if it is running, 1 if not (or if
     PREFECT_API_URL is set and does not answer: `taskmark run` would fail)."""
-    from taskmark.flows._local_server import server_status
+    from taskmark.server._local import server_status
 
     current = server_status()
     if current.running:

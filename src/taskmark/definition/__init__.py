@@ -25,7 +25,7 @@ from taskmark.definition._model import (
     ValidationStep,
 )
 from taskmark.definition._registry import known_step_kinds, register_step_kind
-from taskmark.definition._source import Location, did_you_mean
+from taskmark.definition._source import KeyPath, Location, Spans, did_you_mean
 from taskmark.definition._spec import (
     REQUIREMENT_TYPES,
     STAGES,
@@ -66,7 +66,9 @@ __all__ = [
     "Definition",
     "InlineAgent",
     "LLMSettings",
+    "KeyPath",
     "Location",
+    "Spans",
     "Metadata",
     "NoteStep",
     "OutputField",

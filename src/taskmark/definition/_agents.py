@@ -9,10 +9,10 @@ from pathlib import Path
 
 from taskmark.definition._context import check_context_options
 from taskmark.definition._model import Agent
-from taskmark.definition._source import Location, Reporter, did_you_mean, read_source
+from taskmark.definition._source import Location, Reporter, Spans, did_you_mean, read_source
 from taskmark.definition._spec import AgentSettings, InlineAgent, LLMSettings
 from taskmark.definition._validation import validate_spec
-from taskmark.definition._yaml import Spans, load_yaml
+from taskmark.definition._yaml import load_yaml
 
 __all__ = ["AGENT_ID", "AgentFinder", "agent_from_inline"]
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from taskmark.definition._graph import ancestors, find_cycles, topological_order
 from taskmark.definition._markdown import parse_markdown
-from taskmark.definition._source import Location, Reporter, did_you_mean, read_source
+from taskmark.definition._source import Location, Reporter, Spans, did_you_mean, read_source
 from taskmark.definition._spec import ContextOptions, Metadata, PhaseOptions
 from taskmark.definition._templates import check_template
-from taskmark.definition._yaml import Spans, load_yaml
+from taskmark.definition._yaml import load_yaml
 from taskmark.errors import TaskmarkError
 
 __all__ = [

@@ -112,17 +112,18 @@ def key_chains(expression: str, name: str) -> list[tuple[tuple[int, str, bool], 
     return [keys for owner, keys in _analyse(expression).chains if owner == name]
 
 
-def check_expression(expression: str, names: Collection[str]) -> list[tuple[int, str]]:
+def check_expression(expression: str, names: Collection[str] | None) -> list[tuple[int, str]]:
     """Problems with an expression, each as (0-based column, message); none when it is fine.
 
     Args:
         expression: The text after ``validation:``.
-        names: The names it may read (functions are always allowed).
+        names: The names it may read (functions are always allowed); None when they are not
+            known, so that no name is reported.
     """
     analysis = _analyse(expression)
     problems = list(analysis.problems)
     for column, name in analysis.free_names:
-        if name not in names:
+        if names is not None and name not in names:
             problems.append(
                 (
                     column,

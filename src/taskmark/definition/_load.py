@@ -34,14 +34,16 @@ from taskmark.definition._model import (
     Step,
 )
 from taskmark.definition._reads import ReadChecker
-from taskmark.definition._source import Location, Reporter, Source, did_you_mean, read_source
+from taskmark.definition._source import Location, Reporter, Source, Spans, did_you_mean, read_source
 from taskmark.definition._spec import CritiqueOptions, Metadata, PhaseOptions, RefineOptions, Spec
 from taskmark.definition._steps import parse_agent_name, parse_output, parse_step
 from taskmark.definition._validation import validate_spec
-from taskmark.definition._yaml import Spans, load_yaml
+from taskmark.definition._yaml import load_yaml
 from taskmark.errors import DefinitionError, Diagnostic
 
 __all__ = ["Report", "load_definition", "validate_file"]
+
+_OPTION_KEYS = frozenset(f.alias or n for n, f in PhaseOptions.model_fields.items())
 
 
 @dataclass
@@ -111,15 +113,20 @@ class _Loader:
         self.reporter = reporter
         self.option_spans: dict[str, Spans] = {}
         self.metadata_spans: Spans | None = None
+        self.inputs: list[str] | None = None
+        """The input names as written (an input whose settings are wrong is one still); None when
+        the metadata cannot be read, and with it what the templates may read."""
+        self.unread: dict[str, frozenset[str]] = {}
+        """The option keys of each phase that could not be read (they keep their defaults)."""
 
-    def _spec(self, block: RawBlock, model: type[Spec], what: str) -> tuple[Spec, Spans] | None:
+    def _yaml(self, block: RawBlock, what: str) -> tuple[object, Spans] | None:
+        """The YAML value of ``block`` (an empty one as an empty mapping) and where its parts are."""
         loaded = load_yaml(block.text, self.source, block.line0, self.reporter, indent=block.indent, what=what)
         if loaded is None:
             return None
         value, spans = loaded
         spans.root = block.location
-        checked = validate_spec(model, value if value is not None else {}, spans, self.reporter, what)
-        return (checked, spans) if checked is not None else None
+        return (value if value is not None else {}), spans
 
     def load(self) -> Definition | None:
         if not self.source.text.strip():
@@ -135,11 +142,7 @@ class _Loader:
                 raw.title_location, "missing metadata: expected a ```yaml block after the title, with at least 'name:'"
             )
         else:
-            checked = self._spec(raw.metadata, Metadata, "metadata")
-            if checked is not None and isinstance(checked[0], Metadata):
-                metadata, self.metadata_spans = checked[0], checked[1]
-                self._check_schedule(metadata, checked[1])
-                check_context_options(metadata.context, checked[1], ("context",), self.reporter)
+            metadata = self._metadata(raw.metadata)
         if not raw.phases:
             self.reporter.error(raw.title_location, "a definition needs at least one '## Phase: NAME' section")
         phases: list[Phase] = []
@@ -153,17 +156,16 @@ class _Loader:
                 )
                 continue
             first_at[raw_phase.name] = raw_phase.location
-            phase = self._phase(raw_phase, inline)
-            if phase is not None:
-                phases.append(phase)
+            phases.append(self._phase(raw_phase, inline))
         self._check_graph(phases)
         self._check_context(phases, metadata)
         phases = self._with_index_dependencies(phases)
         agents = self._resolve_agents(phases, inline)
-        if metadata is not None:
-            reads = ReadChecker(self.source, self.reporter, phases)
-            for phase in phases:
-                reads.check(phase, list(metadata.requirements), self._approval_prompt_at(phase))
+        reads = ReadChecker(self.source, self.reporter, phases, self._unsure_dependencies(phases))
+        for phase in phases:
+            inputs = None if "approval" in self.unread.get(phase.name, ()) else self.inputs
+            reads.check(phase, inputs, self._approval_prompt_at(phase))
+            if metadata is not None:
                 self._check_output_bounds(phase, metadata)
         if metadata is None or self.reporter.has_errors or raw.title is None:
             return None
@@ -175,21 +177,45 @@ class _Loader:
             location=raw.title_location,
         )
 
+    def _metadata(self, block: RawBlock) -> Metadata | None:
+        """The metadata; with errors, what of it is right (see :func:`validate_spec`), or None."""
+        loaded = self._yaml(block, "metadata")
+        if loaded is None:
+            return None
+        value, self.metadata_spans = loaded
+        self.inputs = _input_names(value)
+        metadata = validate_spec(Metadata, value, self.metadata_spans, self.reporter, "metadata")
+        if metadata is not None:
+            self._check_schedule(metadata, self.metadata_spans)
+            check_context_options(metadata.context, self.metadata_spans, ("context",), self.reporter)
+        return metadata
+
     # -- one phase -------------------------------------------------------------------------
 
-    def _phase(self, raw: RawPhase, inline: dict[str, Agent]) -> Phase | None:
-        options = PhaseOptions()
+    def _options(self, raw: RawPhase) -> PhaseOptions:
+        """The options of a phase. Those that cannot be read keep their defaults and are noted in
+        :attr:`unread`: the phase still takes part in every other check, which then leaves alone
+        what depends on them (a phase whose `dependsOn` is unread may read any phase)."""
+        what = f"phase '{raw.name}' options"
         if len(raw.options) > 1:
             self.reporter.error(
                 raw.options[1].location,
-                f"phase '{raw.name}' options are given twice (first at line {raw.options[0].location.line}); put them in one block",
+                f"{what} are given twice (first at line {raw.options[0].location.line}); put them in one block",
             )
-        elif raw.options:
-            checked = self._spec(raw.options[0], PhaseOptions, f"phase '{raw.name}' options")
-            if checked is None:
-                return None
-            options, self.option_spans[raw.name] = checked  # type: ignore[assignment]
-            check_context_options(options.context, self.option_spans[raw.name], ("context",), self.reporter)
+        loaded = self._yaml(raw.options[0], what) if len(raw.options) == 1 else None
+        options = validate_spec(PhaseOptions, *loaded, self.reporter, what) if loaded is not None else None
+        if loaded is None or options is None:
+            if raw.options:
+                self.unread[raw.name] = _OPTION_KEYS
+            return PhaseOptions()
+        spans = self.option_spans[raw.name] = loaded[1]
+        read = {key for name in options.model_fields_set for key in (name, PhaseOptions.model_fields[name].alias)}
+        self.unread[raw.name] = frozenset(str(path[0]) for path in spans.keys if len(path) == 1) - read
+        check_context_options(options.context, spans, ("context",), self.reporter)
+        return options
+
+    def _phase(self, raw: RawPhase, inline: dict[str, Agent]) -> Phase:
+        options = self._options(raw)
         sections = raw.sections
         steps = [s for s in (parse_step(i, self.reporter) for i in _items(sections, "Steps")) if s is not None]
         listed = [a for a in (parse_agent_name(i, self.reporter) for i in _items(sections, "Agents")) if a]
@@ -251,10 +277,9 @@ class _Loader:
         if raw is None:
             return None
         options: Spec = model()
-        if raw.options:
-            checked = self._spec(raw.options[0], model, f"{raw.name} options")
-            if checked is not None:
-                options = checked[0]
+        loaded = self._yaml(raw.options[0], f"{raw.name} options") if raw.options else None
+        if loaded is not None:
+            options = validate_spec(model, *loaded, self.reporter, f"{raw.name} options") or options
         steps: list[AgentStep] = []
         for item in raw.items:
             step = parse_step(item, self.reporter)
@@ -271,39 +296,42 @@ class _Loader:
 
     # -- whole-definition checks ------------------------------------------------------------
 
-    def _depends_at(self, phase: Phase, index: int | None = None) -> Location:
-        spans = self.option_spans.get(phase.name)
-        if spans is None:
-            return phase.location
-        if index is not None and len(phase.depends_on) > 1:
-            return spans.value(("dependsOn", index))
-        return spans.value(("dependsOn",))
-
     def _check_graph(self, phases: list[Phase]) -> None:
         names = [p.name for p in phases]
         for phase in phases:
             for i, dep in enumerate(phase.depends_on):
                 if dep == phase.name:
-                    self.reporter.error(self._depends_at(phase, i), f"phase '{phase.name}' depends on itself")
+                    self.reporter.error(
+                        self._option_at(phase, "dependsOn", i), f"phase '{phase.name}' depends on itself"
+                    )
                 elif dep not in names:
                     self.reporter.error(
-                        self._depends_at(phase, i),
+                        self._option_at(phase, "dependsOn", i),
                         f"phase '{phase.name}' depends on unknown phase '{dep}'" + did_you_mean(dep, names),
                     )
         edges = {p.name: [d for d in p.depends_on if d != p.name] for p in phases}
         by_name = {p.name: p for p in phases}
         for cycle in find_cycles(edges):
             self.reporter.error(
-                self._depends_at(by_name[cycle[0]]),
+                self._option_at(by_name[cycle[0]], "dependsOn"),
                 "dependency cycle: " + " → ".join(cycle) + " (each phase depends on the next)",
             )
 
     def _option_at(self, phase: Phase, key: str, index: int | None = None) -> Location:
-        """Where the value of option ``key`` (its item ``index``) of ``phase`` is written."""
+        """Where the value of option ``key`` (its item ``index``, the value itself when it is no
+        list) of ``phase`` is written."""
         spans = self.option_spans.get(phase.name)
         if spans is None:
             return phase.location
         return spans.value((key,) if index is None else (key, index))
+
+    def _unsure_dependencies(self, phases: list[Phase]) -> set[str]:
+        """The phases whose `dependsOn` is unread or names no phase: the error is reported once,
+        and what such a phase (or one after it) reads from other phases is not held against it."""
+        names = {p.name for p in phases}
+        return {
+            p.name for p in phases if "dependsOn" in self.unread.get(p.name, ()) or not names.issuperset(p.depends_on)
+        }
 
     def _check_context(self, phases: list[Phase], metadata: Metadata | None) -> None:
         """`refers`/`duplicates`/`relatesTo` targets, `documents`, the index. Cycles through
@@ -371,12 +399,13 @@ class _Loader:
         requirements = metadata.requirements
         for key, value in schedule.parameters.items():
             where = spans.key(("schedule", "parameters", key))
-            if key not in requirements:
+            if key in requirements:
+                if (problem := requirements[key].problem(value)) is not None:
+                    self.reporter.error(where, f"schedule parameter '{key}': {problem}")
+            elif key not in (self.inputs or ()):
                 self.reporter.error(
                     where, f"schedule parameter '{key}' is not a requirement" + did_you_mean(str(key), requirements)
                 )
-            elif (problem := requirements[key].problem(value)) is not None:
-                self.reporter.error(where, f"schedule parameter '{key}': {problem}")
         missing = [n for n, r in requirements.items() if r.required and n not in schedule.parameters]
         if missing:
             self.reporter.error(
@@ -392,15 +421,26 @@ class _Loader:
 
     def _check_output_bounds(self, phase: Phase, metadata: Metadata) -> None:
         numeric = [n for n, r in metadata.requirements.items() if r.type in ("number", "integer")]
+        unchecked = set(self.inputs or ()) - set(metadata.requirements)  # inputs whose settings are wrong
         for output in phase.outputs:
             for name in output.constraints.input_bounds():
-                if name not in numeric:
+                if name not in numeric and name not in unchecked:
                     self.reporter.error(
                         output.location,
                         f"output '{output.name}': bound '{name}' is not a number or a numeric input"
                         + (f"; numeric inputs: {', '.join(numeric)}" if numeric else "")
                         + did_you_mean(name, numeric),
                     )
+
+
+def _input_names(metadata: object) -> list[str] | None:
+    """The input names written in the metadata, or None when they cannot be told."""
+    if not isinstance(metadata, dict):
+        return None
+    requirements = metadata.get("requirements")
+    if requirements is None:
+        return []
+    return [str(name) for name in requirements] if isinstance(requirements, dict) else None
 
 
 def _items(sections: dict[str, RawSection], name: str) -> list:  # type: ignore[type-arg]

@@ -4,7 +4,7 @@ upstream, earlier steps, and the keys of their outputs, each error at the very n
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from taskmark.definition._expressions import check_expression, key_chains
 from taskmark.definition._graph import ancestors
@@ -34,10 +34,15 @@ class _Places:
 class _Scope:
     """What the texts of one phase may read."""
 
-    def __init__(self, phase: Phase, edges: dict[str, list[str]]) -> None:
+    def __init__(self, phase: Phase, edges: dict[str, list[str]], unsure: Collection[str], names_known: bool) -> None:
         self.phase = phase
+        self.names_known = names_known
         # Ancestors are computed only when a text reads a phase that is not a direct dependency.
         self.upstream: Callable[[], set[str]] = functools.cache(lambda: ancestors(edges, phase.name))
+        self.unsure: Callable[[], bool] = functools.cache(
+            lambda: phase.name in unsure or any(name in unsure for name in self.upstream())
+        )
+        """Whether the phase, or one upstream of it, has a `dependsOn` that could not be read."""
 
 
 class ReadChecker:
@@ -47,23 +52,27 @@ class ReadChecker:
         source: The definition file, to place each error at the name it is about.
         reporter: Where errors go.
         phases: Every phase of the definition.
+        unsure: The phases whose `dependsOn` is in error (reported already): what they and the
+            phases after them read from other phases is not held against them.
     """
 
-    def __init__(self, source: Source, reporter: Reporter, phases: Sequence[Phase]) -> None:
+    def __init__(self, source: Source, reporter: Reporter, phases: Sequence[Phase], unsure: Collection[str]) -> None:
         self.source, self.reporter = source, reporter
         self.phases = {p.name: p for p in phases}
         self.edges = {p.name: p.depends_on for p in phases}
+        self.unsure = unsure
 
-    def check(self, phase: Phase, requirements: list[str], approval_at: Location | None = None) -> None:
+    def check(self, phase: Phase, requirements: list[str] | None, approval_at: Location | None = None) -> None:
         """Check every template and expression of ``phase``.
 
         Args:
             phase: The phase.
-            requirements: The definition's input names.
+            requirements: The definition's input names; None when they are not known (the
+                metadata is in error), so that names are not reported.
             approval_at: Where the approval prompt's text starts in the file, if it has one.
         """
-        scope = _Scope(phase, self.edges)
-        base = [*requirements, "inputs", "phases", "steps"]
+        scope = _Scope(phase, self.edges, self.unsure, names_known=requirements is not None)
+        base = [*(requirements or ()), "inputs", "phases", "steps"]
         approval = phase.options.approval
         if approval is not None:
             if approval.prompt:
@@ -109,7 +118,7 @@ class ReadChecker:
             line0, msg = check.syntax_error
             self.reporter.error(self._at(where, text, (line0, 0)), f"invalid prompt template: {msg}")
             return
-        for name in check.unknown_names:
+        for name in check.unknown_names if scope.names_known else ():
             self.reporter.error(
                 self._at(where, text, check.at(name)),
                 f"unknown name '{name}' in prompt template; expected one of {', '.join(names)}"
@@ -129,7 +138,7 @@ class ReadChecker:
         def at(column: int) -> Location:
             return step.location if offset < 0 else self.source.at(step.location.line - 1, offset + column)
 
-        problems = check_expression(expression, names)
+        problems = check_expression(expression, names if scope.names_known else None)
         for column, msg in problems:
             self.reporter.error(at(column), msg)
         if problems:
@@ -197,7 +206,7 @@ class ReadChecker:
                 places[0], f"unknown phase '{target}' in phases[...]" + did_you_mean(target, self.phases)
             )
             return False
-        if target not in phase.depends_on and target not in scope.upstream():
+        if target not in phase.depends_on and target not in scope.upstream() and not scope.unsure():
             self.reporter.error(
                 places[0],
                 f"phase '{phase.name}' reads phases['{target}'] but does not depend on it; add '{target}' to its dependsOn",

@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskmark.errors import Diagnostic, Severity
 
-__all__ = ["MAX_FILE_BYTES", "Location", "Reporter", "Source", "did_you_mean", "read_source"]
+__all__ = ["MAX_FILE_BYTES", "KeyPath", "Location", "Reporter", "Source", "Spans", "did_you_mean", "read_source"]
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 """Definitions and agent files larger than this are refused (a 2,000-phase definition is ~1 MB)."""
+
+KeyPath = tuple[Any, ...]
+"""Where a value sits in a document: keys and list indexes from the root."""
 
 
 class Location(BaseModel):
@@ -30,6 +35,43 @@ class Location(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}" + (f":{self.column}" if self.column else "")
+
+
+@dataclass
+class Spans:
+    """Where each key and value of a loaded YAML or JSON document is, by key path."""
+
+    root: Location
+    values: dict[KeyPath, Location] = field(default_factory=dict)
+    keys: dict[KeyPath, Location] = field(default_factory=dict)
+
+    def value(self, path: KeyPath) -> Location:
+        """The location of the value at ``path``, or of its nearest enclosing value."""
+        return _nearest(self.values, path, self.root)
+
+    def key(self, path: KeyPath) -> Location:
+        """The location of the key at ``path``, or of its nearest enclosing value."""
+        if tuple(path) in self.keys:
+            return self.keys[tuple(path)]
+        return self.value(path)
+
+    def sub(self, path: KeyPath) -> Spans:
+        """The spans of the value at ``path``, with paths relative to it."""
+        n = len(path)
+        return Spans(
+            root=self.value(path),
+            values={p[n:]: loc for p, loc in self.values.items() if p[:n] == tuple(path)},
+            keys={p[n:]: loc for p, loc in self.keys.items() if p[:n] == tuple(path) and len(p) > n},
+        )
+
+
+def _nearest(table: dict[KeyPath, Location], path: KeyPath, default: Location) -> Location:
+    path = tuple(path)
+    while path:
+        if path in table:
+            return table[path]
+        path = path[:-1]
+    return table.get((), default)
 
 
 class Source:

@@ -18,10 +18,9 @@ from taskmark.definition._model import (
     ValidationStep,
 )
 from taskmark.definition._registry import BUILTIN_STEP_KINDS, known_step_kinds
-from taskmark.definition._source import Reporter, did_you_mean
+from taskmark.definition._source import Reporter, Spans, did_you_mean
 from taskmark.definition._spec import REQUIREMENT_TYPES, LLMSettings, OutputConstraints
 from taskmark.definition._validation import validate_spec
-from taskmark.definition._yaml import Spans
 
 __all__ = ["parse_agent_name", "parse_output", "parse_step"]
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
 from pydantic import ValidationError
 
-from taskmark.definition._source import Reporter, did_you_mean
+from taskmark.definition._source import KeyPath, Reporter, Spans, did_you_mean
 from taskmark.definition._spec import Spec
-from taskmark.definition._yaml import KeyPath, Spans
 
 __all__ = ["validate_spec"]
 
@@ -51,7 +50,9 @@ def validate_spec(model: type[S], value: object, spans: Spans, reporter: Reporte
         what: How to name the value in messages ("metadata", "phase options").
 
     Returns:
-        The model, with the location of it and of its nested models set; None when invalid.
+        The model, with the location of it and of its nested models set. When the value has
+        errors, they are reported and the model is built from the rest of it (see
+        :func:`_salvage`); None when even that fails.
     """
     if not isinstance(value, dict):
         found = "nothing" if value is None else f"{type(value).__name__} {_show(value)}"
@@ -60,8 +61,10 @@ def validate_spec(model: type[S], value: object, spans: Spans, reporter: Reporte
     try:
         result = model.model_validate(value)
     except ValidationError as exc:
+        locs: list[KeyPath] = []
         for error in exc.errors(include_url=False):
             loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            locs.append(loc)
             dotted = ".".join(str(p) for p in loc)
             kind = error["type"]
             if kind == "extra_forbidden":
@@ -84,9 +87,37 @@ def validate_spec(model: type[S], value: object, spans: Spans, reporter: Reporte
                 message = message[:1].lower() + message[1:]
                 prefix = f"{dotted}: " if dotted else f"{what}: "
                 reporter.error(spans.value(loc), f"{prefix}{message}{found}")
-        return None
+        salvaged = _salvage(model, value, locs)
+        if salvaged is None:
+            return None
+        result = salvaged
     _place(result, (), spans)
     return result
+
+
+def _salvage(model: type[S], value: dict[Any, Any], locs: list[KeyPath]) -> S | None:
+    """The model of ``value`` without its keys in error (only the entries in error of a mapping
+    such as `requirements`), or None when that is not valid either (a required key is wrong).
+
+    The errors are reported already; what is left is enough for the checks that come after
+    (a phase with a misspelt option still has its `dependsOn` and its outputs), so that one
+    mistake is reported once, not again by every check that would have needed the part.
+    """
+    pruned = dict(value)
+    for loc in locs:
+        if not loc:
+            return None
+        key = loc[0]
+        field = next((f for n, f in model.model_fields.items() if key in (n, f.alias)), None)
+        entries = pruned.get(key)
+        if len(loc) > 1 and field is not None and get_origin(field.annotation) is dict and isinstance(entries, dict):
+            pruned[key] = {k: v for k, v in entries.items() if k != loc[1]}
+        else:
+            pruned.pop(key, None)
+    try:
+        return model.model_validate(pruned)
+    except ValidationError:
+        return None
 
 
 def _place(node: object, path: KeyPath, spans: Spans) -> None:

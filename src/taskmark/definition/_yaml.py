@@ -8,56 +8,16 @@ than :data:`MAX_DEPTH`; both are found in the event stream, before anything is c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
 from typing import Any
 
 import yaml
 
-from taskmark.definition._source import Location, Reporter, Source
+from taskmark.definition._source import KeyPath, Location, Reporter, Source, Spans
 
-__all__ = ["MAX_DEPTH", "KeyPath", "Spans", "load_yaml"]
+__all__ = ["MAX_DEPTH", "load_yaml"]
 
 MAX_DEPTH = 64
-KeyPath = tuple[Any, ...]
-
-
-@dataclass
-class Spans:
-    """Where each key and value of a loaded YAML document is."""
-
-    root: Location
-    values: dict[KeyPath, Location] = field(default_factory=dict)
-    keys: dict[KeyPath, Location] = field(default_factory=dict)
-
-    def value(self, path: KeyPath) -> Location:
-        """The location of the value at ``path``, or of its nearest enclosing value."""
-        return _nearest(self.values, path, self.root)
-
-    def key(self, path: KeyPath) -> Location:
-        """The location of the key at ``path``, or of its nearest enclosing value."""
-        if tuple(path) in self.keys:
-            return self.keys[tuple(path)]
-        return self.value(path)
-
-    def sub(self, path: KeyPath) -> Spans:
-        """The spans of the value at ``path``, with paths relative to it."""
-        n = len(path)
-        return Spans(
-            root=self.value(path),
-            values={p[n:]: loc for p, loc in self.values.items() if p[:n] == tuple(path)},
-            keys={p[n:]: loc for p, loc in self.keys.items() if p[:n] == tuple(path) and len(p) > n},
-        )
-
-
-def _nearest(table: dict[KeyPath, Location], path: KeyPath, default: Location) -> Location:
-    path = tuple(path)
-    while path:
-        if path in table:
-            return table[path]
-        path = path[:-1]
-    return table.get((), default)
-
-
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installed: ~10x faster
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
@@ -139,7 +99,10 @@ def load_yaml(
         msg = exc.problem or exc.context or "invalid YAML"
         if exc.problem and exc.context and exc.context_mark is not None:
             msg += f"; {exc.context} at line {at(exc.context_mark).line}"
-        reporter.error(at(mark), f"invalid YAML in {what}: {msg}")
+        where = at(mark)
+        if mark is not None and (hint := _indentation_hint(text.split("\n"), mark.line, indent)) is not None:
+            where, msg = source.line_start(first_line0 + mark.line), msg + hint
+        reporter.error(where, f"invalid YAML in {what}: {msg}")
         return None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position)
@@ -160,6 +123,49 @@ def load_yaml(
     for where, msg in problems:
         reporter.error(where, msg)
     return (value, spans) if not problems else None
+
+
+_ITEM = re.compile(r"(?:-[ ]+)+")
+_OPENS_BLOCK = re.compile(r"(?::|^-|[|>][+-]?[0-9]?)$")
+_COMMENT = re.compile(r"\s+#.*$")
+
+
+def _indentation_hint(lines: list[str], line0: int, shift: int) -> str | None:
+    """Why the line where YAML failed is likely indented wrong, or None when it looks right.
+
+    PyYAML fails at the misindented line but names what it could not parse there ("mapping
+    values are not allowed"), not the indentation. A line looks wrong when its indentation is
+    that of none of the blocks still open above it and the line above opens no deeper block.
+
+    Args:
+        lines: The YAML text's lines.
+        line0: The 0-based line where the parser failed.
+        shift: Columns the text was shifted left by (to count spaces as they are in the file).
+    """
+    levels: list[int] = []
+    opens = False
+    for line in lines[:line0]:
+        content = _COMMENT.sub("", line.lstrip(" ")).rstrip()
+        if not content or content.startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        while levels and levels[-1] > indent:
+            levels.pop()
+        if not levels or levels[-1] < indent:
+            levels.append(indent)
+        item = _ITEM.match(content)
+        if item:  # the content of a "- " item is a block of its own
+            levels.append(indent + item.end())
+        opens = bool(_OPENS_BLOCK.search(content))
+    if line0 >= len(lines) or not levels or not lines[line0].strip():
+        return None
+    indent = len(lines[line0]) - len(lines[line0].lstrip(" "))
+    if indent in levels or (opens and indent > levels[-1]):
+        return None
+    above = [str(shift + level) for level in levels]
+    listed = f"{', '.join(above[:-1])} or {above[-1]}" if len(above) > 1 else above[0]
+    spaces = f"{shift + indent} space" + ("s" if shift + indent != 1 else "")
+    return f" (the likely cause is this line's indentation: {spaces}, where the lines above are indented {listed})"
 
 
 def _to_python(

@@ -20,7 +20,7 @@ from uuid import UUID
 from taskmark.definition import Definition, Schedule, load_definition
 from taskmark.deploy._locate import DEFINITIONS_PATH_ENV, entrypoint_of, find_definition, searching
 from taskmark.errors import TaskmarkError
-from taskmark.flows._run import RUN_TAG
+from taskmark.flows._compile import RUN_TAG
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -139,7 +139,9 @@ def schedules_of(
         return [Interval(every, **options)]
     except ValueError as exc:
         errors = getattr(exc, "errors", None)
-        reason = str(errors()[0]["msg"]).removeprefix("Value error, ") if callable(errors) else str(exc)
+        first = errors()[0] if callable(errors) else {}
+        # A validator's own ValueError carries the message; pydantic's wording around it is not ours.
+        reason = first.get("ctx", {}).get("error") or first.get("msg") or exc
         raise DeployError(f"invalid schedule: {reason}") from None
 
 
@@ -200,7 +202,7 @@ def to_deployment(
             schedules=schedules,
             parameters=parameters or {},
             work_pool_name=pool,
-            tags=[RUN_TAG],  # its runs carry it: `taskmark runs` lists them
+            tags=[RUN_TAG, definition.name],  # its runs carry them: `taskmark runs` lists them
             # Deploying makes it live again, after a `taskmark serve` paused it on exit.
             paused=False,
         )

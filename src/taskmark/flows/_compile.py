@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import Flow, State, flow
+from prefect import Flow, State, flow, tags
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
@@ -15,7 +15,11 @@ from taskmark.flows._schedule import run_phases
 from taskmark.tasks import Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
-__all__ = ["TIMEOUT_GRACE_S", "compile"]
+__all__ = ["RUN_TAG", "TIMEOUT_GRACE_S", "compile"]
+
+RUN_TAG = "taskmark"
+"""Every run of a definition carries this tag and the definition's name (`taskmark runs`
+lists the runs with it); so do its phases' subflow runs and their task runs."""
 
 TIMEOUT_GRACE_S = 30.0
 """Prefect's own flow timeout comes this long after maxExecutionTime: taskmark's timeout
@@ -38,7 +42,7 @@ def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the produ
 
     The flow's name is the definition's ``name``; its parameters are the requirements
     (typed, with defaults and descriptions, validated before anything runs); each phase
-    runs as a subflow `Phase: NAME` as soon as its dependencies complete.
+    runs as a subflow (flow `DEFINITION: PHASE`) as soon as its dependencies complete.
 
     Example:
         >>> my_flow = compile(load_definition("definitions/daily-market-analysis.md"))
@@ -59,7 +63,14 @@ def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the produ
         token = CURRENT_RUNTIME.set(runtime)
         try:
             # The artifacts are written while the phases' last states are.
-            await run_phases(definition, inputs, runtime, timeout_s=max_time, then=lambda: write_artifacts(runtime))
+            with tags(RUN_TAG, definition.name):  # its subflow runs and task runs carry them
+                await run_phases(
+                    definition,
+                    inputs,
+                    runtime,
+                    timeout_s=max_time,
+                    then=lambda record: write_artifacts(definition, record),
+                )
         finally:
             CURRENT_RUNTIME.reset(token)
         outcome = _outcome(runtime)

@@ -1,8 +1,8 @@
 """Phases as concurrent subflow runs: each starts as soon as its dependencies completed.
 
 Each phase is an asyncio task that waits for its dependencies, then for a slot
-(maxConcurrentPhases), then runs its lifecycle inside its own Prefect subflow run
-`Phase: NAME`.
+(maxConcurrentPhases), then runs its lifecycle inside its own Prefect subflow run: flow
+`DEFINITION: PHASE`, run named after the parent run, parameter ``phase``.
 
 Prefect's subflow engine makes ~7 API requests one after another before a subflow's first
 task runs (parent task run, lookup, flow, flow run, rename, Running, read back) and one more
@@ -10,9 +10,9 @@ after its last, all on the critical path: 150–300 ms per phase on the local se
 same objects are written through the same client API, off the critical path:
 
 - at run start every phase's tracking task run (in the parent flow run, its upstream phases'
-  tracking task runs as inputs, so Prefect's graph shows the phase DAG) and its subflow run
-  (named `Phase: NAME`, parameters ``phase`` and ``inputs``) are created: the first phases'
-  at once and already Running, the others Pending while the first phases run;
+  subflow runs as inputs, so Prefect's graph draws the phase DAG) and its subflow run
+  (parameters ``phase`` and ``inputs``) are created: the first phases' at once and already
+  Running, the others Pending while the first phases run;
 - when a later phase starts, its Running state is written in the background; its stages run
   at once in a flow-run context of its subflow run, so their task runs belong to it, as under
   Prefect's engine;
@@ -36,19 +36,33 @@ from typing import Any
 from prefect import Flow, State, Task
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import FlowRunCreate
-from prefect.client.schemas.objects import FlowRun, FlowRunPolicy, TaskRunResult
+from prefect.client.schemas.objects import FlowRun, FlowRunPolicy, FlowRunResult
 from prefect.context import FlowRunContext, TagsContext
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.logging.loggers import flow_run_logger, get_run_logger
 from prefect.states import Cancelled, Completed, Failed, Pending, Running, to_state_create
 
+from taskmark.blocks import describe_cost
 from taskmark.definition import Definition, Phase
 from taskmark.definition._graph import ancestors
+from taskmark.flows._recorder import Recorder
+from taskmark.runs.record import PhaseState, RunRecord, Totals
 from taskmark.tasks import PhaseFailed, PhaseRecord, Runtime, run_lifecycle
 
 __all__ = ["PAUSE_TAG", "run_phases"]
 
 _log = logging.getLogger("taskmark.flows")
+
+_STATES: dict[str, PhaseState] = {
+    "PENDING": "pending",
+    "RUNNING": "running",
+    "COMPLETED": "completed",
+    "ACCEPTED_WITH_ERRORS": "accepted_with_errors",
+    "FAILED": "failed",
+    "NOT_RUN": "not_run",
+    "TIMED_OUT": "timed_out",
+}
+"""A lifecycle record's state, as the run record names it."""
 
 PAUSE_TAG = "taskmark-pause"
 """A run carrying this tag holds before each phase that has not started (`taskmark pause`)."""
@@ -64,10 +78,17 @@ _FLOW_IDS: dict[tuple[str, str], uuid.UUID] = {}
 _FLOWS: dict[str, tuple[Flow[..., Any], Task[..., Any]]] = {}
 
 
-def _phase_flow(name: str) -> tuple[Flow[..., Any], Task[..., Any]]:
-    """The subflow `Phase: NAME` and its tracking task, built once per process."""
+def phase_flow_name(definition: str, phase: str) -> str:
+    """The flow of a definition's phase, `DEFINITION: PHASE`: one per definition, so the UI's
+    flows and the run graph (`FLOW / RUN`) say which definition a phase belongs to."""
+    return f"{definition}: {phase}"
+
+
+def _phase_flow(definition: str, phase: str) -> tuple[Flow[..., Any], Task[..., Any]]:
+    """The subflow of ``phase`` and its tracking task, built once per process."""
+    name = phase_flow_name(definition, phase)
     if name not in _FLOWS:
-        subflow: Flow[..., Any] = Flow(_phase, name=f"Phase: {name}", persist_result=False, validate_parameters=False)
+        subflow: Flow[..., Any] = Flow(_phase, name=name, persist_result=False, validate_parameters=False)
         # As Prefect's engine does: the task run in the parent that stands for the subflow.
         tracking: Task[..., Any] = Task(name=subflow.name, fn=subflow.fn, version=subflow.version)
         _FLOWS[name] = (subflow, tracking)
@@ -82,7 +103,7 @@ class _PhaseRun:
         # A phase that starts with the run is created Running: its start time is then the
         # server's time at creation, not that of a write behind it.
         self.first = first
-        self.flow, self.tracking = _phase_flow(phase.name)
+        self.flow, self.tracking = _phase_flow(runs.definition, phase.name)
         self.tracking_id = runs.tracking_ids[phase.name]
         self.created = asyncio.ensure_future(self._create())
         self._last: asyncio.Future[None] = self.created  # type: ignore[assignment]
@@ -90,11 +111,17 @@ class _PhaseRun:
 
     async def _create(self) -> FlowRun:
         client, parent = self.runs.client, self.runs.parent
+        upstream: list[FlowRun] = []
         if self.phase.depends_on:
             # The phases that start first are created first (SQLite takes one writer at a time).
             await asyncio.wait(self.runs.roots)
-        # Edges of the phase graph, as Prefect shows a task run's upstream runs.
-        inputs = {"wait_for": [TaskRunResult(id=self.runs.tracking_ids[d]) for d in self.phase.depends_on]}
+            made = await asyncio.gather(
+                *(asyncio.shield(self.runs.runs[d].created) for d in self.phase.depends_on), return_exceptions=True
+            )
+            upstream = [run for run in made if isinstance(run, FlowRun)]
+        # Edges of the phase graph: Prefect's graph draws a subflow as its flow run, so the
+        # upstream phases are named by their subflow runs (a task run's id would match no node).
+        inputs = {"wait_for": [FlowRunResult(id=run.id) for run in upstream]}
         await client.create_task_run(
             task=self.tracking,
             flow_run_id=parent.flow_run.id if parent.flow_run else None,
@@ -122,9 +149,12 @@ class _PhaseRun:
         create = FlowRunCreate(
             flow_id=flow_id,
             flow_version=self.flow.version,
-            name=self.flow.name,
+            name=self.runs.parent_name,  # with the flow's name: "DEFINITION: PHASE / RUN"
             parameters=self.flow.serialize_parameters({"phase": self.phase.name, "inputs": self.runs.inputs}),
             parent_task_run_id=self.tracking_id,
+            # A request retried after a timeout (the server slow, not gone) returns this run
+            # rather than making a second one that would stay Pending.
+            idempotency_key=self.tracking_id.hex,
             state=to_state_create(Running() if self.first else Pending()),
             tags=list(TagsContext.get().current_tags),
             empirical_policy=FlowRunPolicy(
@@ -200,6 +230,8 @@ class _PhaseRuns:
         if parent is None or not isinstance(parent.client, PrefectClient):
             raise RuntimeError("phases run inside their definition's flow")
         self.parent, self.client, self.inputs = parent, parent.client, inputs
+        self.definition = definition.name
+        self.parent_name = parent.flow_run.name if parent.flow_run else definition.name
         self.pending: set[asyncio.Future[None]] = set()
         self.tracking_ids = {p.name: uuid.uuid4() for p in definition.phases}
         self.roots: list[asyncio.Future[FlowRun]] = []
@@ -236,28 +268,61 @@ class _PhaseRuns:
                 _log.warning("could not create a subflow run", exc_info=future.exception())
 
 
+def _phase_line(runs: _PhaseRuns, record: PhaseRecord, usage: Totals) -> None:
+    """One line on the run's log for a phase that ended: its state, time, calls, tokens, cost."""
+    line = f"Phase {record.name!r} {record.outcome.lower().replace('_', ' ')} in {record.duration_s:.2f} s"
+    if usage.calls or usage.failed_calls:  # a phase answered from the cache paid for nothing
+        line += (
+            f" · {usage.calls} call{'s' if usage.calls != 1 else ''}"
+            f" · {usage.tokens} tokens"
+            f" · {describe_cost(usage.cost_usd, usage.unpriced_calls, usage.calls)}"
+        )
+    if record.error:
+        line += f": {record.error}"
+    level = logging.WARNING if record.outcome == "ACCEPTED_WITH_ERRORS" else logging.INFO
+    get_run_logger(runs.parent).log(logging.ERROR if record.state == "FAILED" else level, line)
+
+
 async def run_phases(
     definition: Definition,
     inputs: dict[str, Any],
     runtime: Runtime,
     *,
     timeout_s: float | None,
-    then: Callable[[], Awaitable[None]] | None = None,
+    then: Callable[[RunRecord], Awaitable[None]] | None = None,
 ) -> None:
     """Run every phase, each as soon as it may; records end up in ``runtime.records``.
 
     A phase whose dependency did not complete is NOT_RUN; independent phases go on. When the
     run exceeds ``timeout_s``, running phases become TIMED_OUT and finished ones keep their
-    outputs. ``then`` runs after the phases, while their last states are being written.
+    outputs. ``then`` gets the run's record after the phases, while their last states are being written.
     """
     edges = {p.name: p.depends_on for p in definition.phases}
     slots = asyncio.Semaphore(definition.metadata.max_concurrent_phases)
     started: dict[str, asyncio.Task[None]] = {}
     runs = _PhaseRuns(definition, inputs)
+    assert runs.parent.flow_run is not None
+    recorder = Recorder(runs.client, runs.parent.flow_run.id, definition, inputs, runs.parent.flow_run.run_count or 1)
+    runtime.recorder = recorder
+
+    def ended(name: str) -> None:
+        record = runtime.records[name]
+        approval = record.stages.get("approval")
+        recorder.phase_ended(
+            name,
+            _STATES[record.outcome],
+            outputs=record.outputs,
+            flags=record.flags,
+            error=record.error,
+            failed_checks=record.failed_checks,
+            approval=approval.data if approval is not None else None,
+            executed_branches=record.executed_branches,
+        )
 
     async def lifecycle(phase: Phase, upstream: dict[str, Any]) -> None:
         run = runs.runs[phase.name]
-        context = await run.start(upstream)
+        # Its dependencies' ends are durable before it starts (written beside its own start).
+        context, _ = await asyncio.gather(run.start(upstream), recorder.durable(phase.depends_on))
         hold = await runs.hold_requested()
         if phase.options.approval is not None or phase.options.review or hold:
             # The phase will pause its subflow run, which Prefect allows only once it is Running.
@@ -277,11 +342,13 @@ async def run_phases(
                 name=phase.name, state="NOT_RUN", error="a phase it depends on did not complete"
             )
             run.finish(Cancelled(name="NotRun", message="a phase it depends on did not complete"))
+            ended(phase.name)
             return
         async with slots:
             upstream = {n: runtime.records[n].outputs for n in sorted(ancestors(edges, phase.name))}
             begin = time.perf_counter()
             runtime.records[phase.name] = PhaseRecord(name=phase.name, state="RUNNING", started_at=time.time())
+            recorder.phase_started(phase.name)
             runtime.emit("phase:start", phase=phase.name)
             try:
                 await lifecycle(phase, upstream)
@@ -304,16 +371,20 @@ async def run_phases(
                 run.finish(Failed(message=record.error))
             finally:
                 runtime.records[phase.name].duration_s = time.perf_counter() - begin
+            ended(phase.name)
             record = runtime.records[phase.name]
-            usage = runtime.ledger.by_phase().get(phase.name)
+            usage = recorder.totals(phase.name)
+            _phase_line(runs, record, usage)
             runtime.emit(
                 "phase:complete" if record.state == "COMPLETED" else "phase:failed",
                 phase=phase.name,
+                state=record.outcome.lower(),
                 error=record.error,
+                failed_checks=record.failed_checks or None,
                 duration_s=round(record.duration_s, 3),
-                calls=usage.calls if usage else 0,
-                tokens=usage.total_tokens if usage else 0,
-                cost_usd=usage.cost_usd if usage else 0.0,
+                calls=usage.calls,
+                tokens=usage.tokens,
+                cost_usd=usage.cost_usd,
             )
 
     for phase in definition.run_order():
@@ -331,7 +402,9 @@ async def run_phases(
             runtime.records.setdefault(
                 phase.name, PhaseRecord(name=phase.name, state="NOT_RUN", error="the run timed out first")
             )
+            if runtime.records[phase.name].state in ("TIMED_OUT", "NOT_RUN"):
+                ended(phase.name)
     except BaseException:
-        await runs.drain()
+        await asyncio.gather(runs.drain(), recorder.flush())
         raise
-    await asyncio.gather(runs.drain(), *([then()] if then is not None else []))
+    await asyncio.gather(runs.drain(), recorder.close(), *([then(recorder.record())] if then is not None else []))

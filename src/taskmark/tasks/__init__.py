@@ -6,7 +6,7 @@ phases share; ``step_strategy`` registers a custom step kind.
 
 from __future__ import annotations
 
-from taskmark.tasks._context import PhaseRecord, RunRecord, StageRecord, StageResult
+from taskmark.tasks._context import PhaseRecord, StageRecord, StageResult
 from taskmark.tasks._lifecycle import PhaseFailed, StepPreview, preview_context, run_lifecycle
 from taskmark.tasks._runtime import CURRENT_RUNTIME, Runtime
 from taskmark.tasks._strategies import step_strategy
@@ -15,7 +15,6 @@ __all__ = [
     "CURRENT_RUNTIME",
     "PhaseFailed",
     "PhaseRecord",
-    "RunRecord",
     "Runtime",
     "StageRecord",
     "StageResult",

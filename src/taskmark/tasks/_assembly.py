@@ -132,7 +132,7 @@ async def _referred(
                 Candidate(
                     id=f"refers:{target}",
                     kind="refers",
-                    source=f"{target} (run {str(run.flow_run_id)[:8]})",
+                    source=f"{target} (run {run.flow_run_id[:8]})",
                     text=_text(run.outputs[ref]),
                 )
             )

@@ -8,11 +8,12 @@ changes, never a copy of the whole context.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-__all__ = ["PhaseRecord", "RunRecord", "StageRecord", "StageResult", "StageStatus"]
+__all__ = ["PhaseRecord", "StageRecord", "StageResult", "StageStatus"]
 
 StageStatus = Literal["completed", "skipped", "failed"]
 PhaseState = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "NOT_RUN", "TIMED_OUT"]
@@ -50,6 +51,24 @@ class PhaseRecord(BaseModel):
     started_at: float | None = Field(default=None, description="time.time() when it started.")
     duration_s: float = Field(default=0.0, description="Wall time of the phase.")
     executed_branches: list[str] | None = Field(default=None, description="The branches a route step picked.")
+    _listener: Callable[..., None] | None = PrivateAttr(default=None)
+
+    @property
+    def failed_checks(self) -> dict[str, list[str]]:
+        """Per answer, the checks it still failed when a refine loop ended at its limit."""
+        final = self.stages.get("finalValidation")
+        if self.state != "COMPLETED" or not self.flags.get("accepted_with_errors") or final is None:
+            return {}
+        return dict(final.data) if isinstance(final.data, dict) else {}
+
+    @property
+    def outcome(self) -> str:
+        """The state a user sees: ACCEPTED_WITH_ERRORS for a completed phase that failed checks."""
+        return "ACCEPTED_WITH_ERRORS" if self.failed_checks else self.state
+
+    def listen(self, listener: Callable[..., None]) -> None:
+        """Tell ``listener`` of each stage's outcome as it is stored (the run record's writer)."""
+        self._listener = listener
 
     def record(
         self,
@@ -66,14 +85,13 @@ class PhaseRecord(BaseModel):
             status=status, duration_s=duration_s, data=result.data, logs=result.logs, error=error
         )
         self.flags.update(result.flags)
-
-
-class RunRecord(BaseModel):
-    """A whole run: the inputs and every phase."""
-
-    inputs: dict[str, Any] = Field(default_factory=dict, description="The run's inputs.")
-    phases: dict[str, PhaseRecord] = Field(default_factory=dict, description="Each phase, by name.")
-
-    def outputs(self, names: list[str]) -> dict[str, Any]:
-        """The outputs of the named phases that completed (what templates see as ``phases``)."""
-        return {n: self.phases[n].outputs for n in names if n in self.phases and self.phases[n].state == "COMPLETED"}
+        if self._listener is not None:
+            self._listener(
+                stage,
+                status,
+                duration_s=duration_s,
+                data=result.data,
+                flags=result.flags,
+                logs=result.logs,
+                error=error,
+            )

@@ -8,6 +8,7 @@ the same time and one failing call does not stop its siblings.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from taskmark.definition import (
 from taskmark.definition._graph import ancestors
 from taskmark.errors import ProviderError, TaskmarkError
 from taskmark.tasks._answers import Answer, aggregate, check_quality, check_structure, output_schema, parse_text
-from taskmark.tasks._approval import wait_for_approval, wait_for_review, wait_until_resumed
+from taskmark.tasks._approval import Waiter, wait_for_approval, wait_for_review, wait_until_resumed
 from taskmark.tasks._assembly import Sources, bundle_for, gather_sources, uses_context
 from taskmark.tasks._context import PhaseRecord, StageResult
 from taskmark.tasks._handlers import call_handler
@@ -60,6 +61,8 @@ class _Lifecycle:
         self.definition, self.phase, self.runtime = definition, phase, runtime
         self.inputs, self.upstream = inputs, upstream
         self.record = PhaseRecord(name=phase.name, state="RUNNING", started_at=time.time())
+        if runtime.recorder is not None:
+            self.record.listen(functools.partial(runtime.recorder.stage_ended, phase.name))
         self.answers: list[Answer] = []
         self.approval: dict[str, Any] | None = None
         """The approver's answer, when the phase asks for one."""
@@ -186,7 +189,7 @@ class _Lifecycle:
 
     async def run(self, *, hold: bool = False) -> PhaseRecord:
         if hold:
-            await wait_until_resumed()
+            await wait_until_resumed(self.waiter)
         if self.phase.options.approval is not None:
             await self.approve(self.phase.options.approval)
         await self.stage("ingestion", self.ingest)
@@ -223,7 +226,7 @@ class _Lifecycle:
         )
         started = time.perf_counter()
         try:
-            answer = await wait_for_approval(approval, prompt)
+            answer = await wait_for_approval(approval, prompt, self.waiter)
         except Exception as exc:  # a pause that timed out or could not be made
             self.record.record("approval", "failed", duration_s=time.perf_counter() - started, error=str(exc))
             raise PhaseFailed(self.phase.name, "approval", str(exc) or type(exc).__name__) from exc
@@ -237,6 +240,11 @@ class _Lifecycle:
         if rejected:
             raise PhaseFailed(self.phase.name, "approval", f"rejected: {answer['note'] or 'no reason given'}")
         self.approval = answer
+
+    @property
+    def waiter(self) -> Waiter:
+        """Who waits when the phase pauses for a person: this phase, in this run."""
+        return Waiter(phase=self.phase.name, definition=self.definition.name, run_id=self.runtime.flow_run_id)
 
     @property
     def custom_steps(self) -> list[CustomStep]:
@@ -281,6 +289,7 @@ class _Lifecycle:
             answer = await wait_for_review(
                 self.sources.ids,
                 f"Review the context of phase '{self.phase.name}': pin items every call must get, exclude items none may get.",
+                self.waiter,
             )
         except Exception as exc:  # a pause that timed out or could not be made
             self.record.record("review", "failed", duration_s=time.perf_counter() - started, error=str(exc))

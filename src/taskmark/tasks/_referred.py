@@ -1,21 +1,38 @@
 """Outputs kept across runs: what `refers:` reads, and what a context preview starts from.
 
-When a run completes, its phases' outputs are written as one markdown artifact keyed by the
-definition (`outputs-DEFINITION`): people see them in the Prefect UI, and the key's latest
-version is the definition's most recent completed run.
+A definition's latest completed run is found through the Prefect API (its flow runs are
+named after it and tagged `taskmark`), and its outputs are read from its record
+(taskmark.runs.record), the one home of a run's data: nothing is parsed from an artifact's text.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Sequence
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CompletedRun", "json_artifacts", "latest_runs", "outputs_key", "outputs_markdown"]
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterParentTaskRunId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
 
-_FENCE = re.compile(r"```json\n(.*)\n```", re.S)
+__all__ = ["CompletedRun", "latest_runs"]
+
+_LOOK_BACK = 10
+"""Completed runs of a definition looked at, newest first, for one that has a record: one
+request finds them all."""
+
+_KEPT = frozenset({"completed", "accepted_with_errors"})
+"""Record outcomes whose outputs are kept: every phase formed its outputs (some, when the
+definition allowed it, with checks still failing)."""
 
 
 @dataclass(frozen=True)
@@ -24,57 +41,45 @@ class CompletedRun:
 
     definition: str
     outputs: dict[str, Any]
-    flow_run_id: str | None
-
-
-def _json_block(markdown: object) -> Any | None:  # noqa: ANN401
-    """The value of the first ```json block of an artifact's markdown (None when it has none)."""
-    match = _FENCE.search(str(markdown or ""))
-    return json.loads(match.group(1)) if match else None
-
-
-def outputs_key(definition: str) -> str:
-    """The artifact key of a definition's completed outputs."""
-    return f"outputs-{definition}"
-
-
-def outputs_markdown(title: str, outputs: dict[str, Any]) -> str:
-    """The artifact's body: a heading and the outputs by phase as JSON (read back by :func:`latest_runs`)."""
-    return f"# Outputs of {title}\n\n```json\n{json.dumps(outputs, indent=1, default=str, ensure_ascii=False)}\n```"
+    flow_run_id: str
 
 
 async def latest_runs(definitions: set[str]) -> dict[str, CompletedRun]:
-    """The most recent completed run of each definition; those never completed are left out."""
-    keys = {outputs_key(d): d for d in definitions}
-    found = await json_artifacts(set(keys), latest=True)
-    return {keys[key]: CompletedRun(keys[key], outputs, flow_run_id) for key, (outputs, flow_run_id) in found.items()}
+    """The most recent completed run of each definition; those never completed are left out.
 
-
-async def json_artifacts(keys: set[str], *, latest: bool) -> dict[str, tuple[Any, str | None]]:
-    """The value of the ```json block of the artifact with each key, and the flow run that made
-    it; with ``latest``, of the key's latest version. Keys with no such artifact are left out."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactCollectionFilter,
-        ArtifactCollectionFilterKey,
-        ArtifactFilter,
-        ArtifactFilterKey,
-    )
-
-    if not keys:
+    A run counts when its flow run is COMPLETED and its record's outcome is completed or
+    accepted_with_errors; the one that ended last wins. A run with no record (one run by a
+    taskmark older than the record) is passed over for an older one that has one, among the
+    definition's ``_LOOK_BACK`` latest completed runs; when none of them has a record, the
+    definition counts as never completed.
+    """
+    if not definitions:
         return {}
     async with get_client() as client:
-        if latest:
-            artifacts: Sequence[Any] = await client.read_latest_artifacts(
-                artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=sorted(keys)))
-            )
-        else:
-            artifacts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=sorted(keys)))
-            )
-    found: dict[str, tuple[Any, str | None]] = {}
-    for artifact in artifacts:
-        data = _json_block(artifact.data)
-        if artifact.key in keys and data is not None:
-            found[artifact.key] = (data, str(artifact.flow_run_id) if artifact.flow_run_id else None)
-    return found
+        found = await asyncio.gather(*(_latest(client, d) for d in sorted(definitions)))
+    return {run.definition: run for run in found if run is not None}
+
+
+async def _latest(client: PrefectClient, definition: str) -> CompletedRun | None:
+    # Imported here: reading records imports the flows, which import this module.
+    from taskmark.flows._compile import RUN_TAG
+    from taskmark.runs._read import RecordMissing, aread_run
+
+    runs = await client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=[definition])),
+        flow_run_filter=FlowRunFilter(
+            parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True),
+            tags=FlowRunFilterTags(all_=[RUN_TAG]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])),
+        ),
+        sort=FlowRunSort.END_TIME_DESC,
+        limit=_LOOK_BACK,
+    )
+    for run in runs:
+        try:
+            record = await aread_run(str(run.id), client=client)
+        except RecordMissing:
+            continue
+        if record.outcome in _KEPT:
+            return CompletedRun(definition, {p.name: p.outputs for p in record.phases}, record.run_id)
+    return None

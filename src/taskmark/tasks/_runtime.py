@@ -1,4 +1,4 @@
-"""What a run shares across its phases: provider resolution, usage, task options, records."""
+"""What a run shares across its phases: provider resolution, task options, records."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from prefect import State, Task, task
 from prefect import tags as _tags
@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import StateDetails, TaskRun, TaskRunPolicy
 from prefect.context import FlowRunContext, TagsContext
 from prefect.events import emit_event
+from prefect.logging.loggers import get_run_logger
 from prefect.states import Completed, Crashed, Failed, Pending, Running
 from prefect.utilities.engine import emit_task_run_state_change_event
 
@@ -25,16 +26,19 @@ from taskmark.blocks import (
     Completion,
     Message,
     ProviderOverrides,
-    UsageLedger,
     agent_messages,
     aresolve_provider,
     llm_cache_options,
     merge_llm_settings,
+    request_record,
 )
+from taskmark.context import SNAPSHOT_TAG
 from taskmark.definition import Agent, Definition, LLMSettings, Phase
+from taskmark.errors import ProviderError
+from taskmark.runs.record import CallRecord, RunRecord, Totals
 from taskmark.tasks._context import PhaseRecord
 
-__all__ = ["CURRENT_RUNTIME", "Runtime"]
+__all__ = ["CURRENT_RUNTIME", "RecordSink", "Runtime"]
 
 T = TypeVar("T")
 
@@ -54,7 +58,46 @@ async def _infer(
     scope: str | None,
 ) -> Completion:
     # The parameter names are those the response cache policy keys on.
-    return await provider.acomplete(messages, schema=schema, labels=labels, **overrides)
+    completion = await provider.acomplete(messages, schema=schema, labels=labels, **overrides)
+    get_run_logger().info(call_line(labels.agent, completion))  # on the call's own task run
+    return completion
+
+
+def call_line(agent: str | None, completion: Completion) -> str:
+    """One log line for an answered call: who, which model, tokens, cost, time, requests."""
+    usage, requests = completion.usage, completion.attempts
+    cost = "unpriced" if completion.cost_usd is None else f"${completion.cost_usd:.4f}"
+    return (
+        f"{agent} answered by {completion.model} · {usage.prompt_tokens} tokens in, {usage.completion_tokens} out"
+        f" · {cost} · {completion.latency_s:.2f} s · {requests} request{'s' if requests != 1 else ''}"
+        + (" (one to repair its JSON)" if completion.repaired else "")
+    )
+
+
+class RecordSink(Protocol):
+    """Where calls and stages are told as they end: the run record's writer (the scheduler's)."""
+
+    run: RunRecord
+    """The run's header; its outcome once the phases ended."""
+
+    def call_ended(self, phase: str, stage: str, call: CallRecord) -> None: ...
+
+    def totals(self, phase: str | None = None) -> Totals:
+        """Sums over this attempt's calls: of ``phase``, or of the whole run."""
+        ...
+
+    def stage_ended(
+        self,
+        phase: str,
+        name: str,
+        state: str,
+        *,
+        duration_s: float,
+        data: Any = None,  # noqa: ANN401
+        flags: dict[str, Any] | None = None,
+        logs: list[str] | None = None,
+        error: str | None = None,
+    ) -> None: ...
 
 
 @dataclass
@@ -64,13 +107,14 @@ class Runtime:
     definition: Definition
     overrides: ProviderOverrides | None = None
     no_cache: bool = False
-    ledger: UsageLedger = field(default_factory=UsageLedger)
     records: dict[str, PhaseRecord] = field(default_factory=dict)
     models: set[str] = field(default_factory=set)
     """Every model that answered."""
     flow_run_id: str | None = None
     hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] = field(default_factory=dict)
     """Python callbacks by moment (``phase:start``, ``phase:complete``, ...)."""
+    recorder: RecordSink | None = None
+    """The run record's writer, while the phases run."""
     _providers: dict[tuple[str | None, str | None], ChatModel] = field(default_factory=dict)
     _calls: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
@@ -100,7 +144,10 @@ class Runtime:
         start, end and final state, through the same task-run events Prefect's engine emits.
         """
         if runs_user_code:
-            result: T = await _task(("stage", phase, stage), lambda: _stage.with_options(name=f"{phase}/{stage}"))(work)
+            result: T = await _task(
+                ("stage", phase, stage),
+                lambda: _stage.with_options(name=f"{phase}/{stage}", task_run_name=f"{phase}/{stage}"),
+            )(work)
             return result
         started = _now()
         try:
@@ -174,17 +221,80 @@ class Runtime:
             definition=self.definition.name, phase=phase.name, stage=stage, agent=agent.id, round=loop_round
         )
         infer = self._infer_task(phase, stage, agent.id)
+        messages = agent_messages(agent, prompt)
+        began = _now()
         with _tags(*tags) if tags else nullcontext():
-            state: State[Any] = await infer(
-                provider, agent_messages(agent, prompt), schema, overrides, labels, scope, return_state=True
-            )
-        if state.is_failed():
-            self.ledger.add_failure(labels)
-        completion: Completion = await state.result()  # raises the call's error
-        if state.name != "Cached":
-            self.ledger.add(completion, labels)
+            state: State[Any] = await infer(provider, messages, schema, overrides, labels, scope, return_state=True)
+        sent = {
+            **request_record(messages, settings.temperature, settings.max_tokens),
+            "context": next((t.removeprefix(SNAPSHOT_TAG) for t in tags if t.startswith(SNAPSHOT_TAG)), None),
+        }
+        ended = _now()
+        try:
+            completion: Completion = await state.result()  # raises the call's error
+        except ProviderError as error:
+            sent["started"] = began
+            self._record_call(phase.name, stage, agent.id, loop_round, ended, sent, error=error, model=settings.model)
+            raise
+        if state.name == "Cached":
+            _logger().info(f"{agent.id} in {phase.name}/{stage}: answered from the response cache, no request")
         self.models.add(completion.model)
+        self._record_call(
+            phase.name, stage, agent.id, loop_round, ended, sent, completion, cached=state.name == "Cached"
+        )
         return completion
+
+    def _record_call(
+        self,
+        phase: str,
+        stage: str,
+        agent: str,
+        loop_round: int | None,
+        ended: datetime,
+        sent: dict[str, Any],
+        completion: Completion | None = None,
+        *,
+        cached: bool = False,
+        error: ProviderError | None = None,
+        model: str | None = None,
+    ) -> None:
+        if self.recorder is None:
+            return
+        if completion is not None:
+            latency = 0.0 if cached else completion.latency_s
+            call = CallRecord(
+                agent=agent,
+                state="completed",
+                model=completion.model,
+                provider=completion.provider,
+                round=loop_round,
+                cached=cached,
+                attempts=0 if cached else completion.attempts,
+                prompt_tokens=0 if cached else completion.usage.prompt_tokens,
+                completion_tokens=0 if cached else completion.usage.completion_tokens,
+                cost_usd=None if cached else completion.cost_usd,
+                latency_s=latency,
+                started=ended - timedelta(seconds=latency),
+                ended=ended,
+                **sent,
+            )
+        else:
+            assert error is not None
+            call = CallRecord(
+                agent=agent,
+                state="failed",
+                model=error.model or model,
+                round=loop_round,
+                attempts=error.attempts,
+                prompt_tokens=error.prompt_tokens,
+                completion_tokens=error.completion_tokens,
+                cost_usd=error.cost_usd,
+                status_code=error.status_code,
+                error=error.msg,
+                ended=ended,
+                **sent,
+            )
+        self.recorder.call_ended(phase, stage, call)
 
 
 _TASKS: dict[tuple[Any, ...], Task[Any, Any]] = {}
@@ -195,6 +305,18 @@ def _task(key: tuple[Any, ...], make: Callable[[], Task[Any, Any]]) -> Task[Any,
     if key not in _TASKS:
         _TASKS[key] = make()
     return _TASKS[key]
+
+
+def _logger() -> Any:  # noqa: ANN401 - a logger adapter
+    """The current (phase) flow run's logger; a plain logger outside a run."""
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        import logging
+
+        return logging.getLogger("taskmark.tasks")
 
 
 def _now() -> datetime:
@@ -221,7 +343,7 @@ def _record_task_run(name: str, started: datetime, final: State[Any]) -> None:
     final.timestamp = max(_now(), started + timedelta(microseconds=2))
     run = TaskRun(
         id=task_run_id,
-        name=f"{name}-{dynamic_key[:3]}",
+        name=name,
         flow_run_id=flow_run_id,
         task_key=_stage.task_key,
         dynamic_key=dynamic_key,

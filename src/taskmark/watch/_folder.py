@@ -20,7 +20,6 @@ watcher finishes (see :meth:`WatchFolder.unfinished` and :meth:`WatchFolder.unlo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from taskmark._files import locked, write_whole
 from taskmark.errors import TaskmarkError
 from taskmark.watch._seed import SEED_SUFFIX
 
@@ -111,21 +111,17 @@ class WatchFolder:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / LOCK_FILE
-        with path.open("a+") as handle:
+        with contextlib.ExitStack() as held:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                handle = held.enter_context(locked(path, wait=False))
             except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
+                holder = path.read_text().strip() or "another process"
                 raise FolderBusyError(f"{self.root} is already watched by {holder}") from None
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()}\n")
             handle.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            yield
 
     # -- pending ---------------------------------------------------------------------------
 
@@ -163,7 +159,7 @@ class WatchFolder:
         target = target or self.rejected_path(seed)
         if not seed.exists():
             raise FileNotFoundError(seed)
-        _write(target.with_name(target.name + ".error"), message)
+        write_whole(target.with_name(target.name + ".error"), message)
         os.replace(seed, target)
         return target
 
@@ -200,7 +196,7 @@ class WatchFolder:
     @staticmethod
     def record(run_dir: Path, claim: Claim) -> None:
         """Write (or rewrite) ``run_dir/run.json``."""
-        _write(run_dir / CLAIM_FILE, json.dumps(asdict(claim), indent=2) + "\n")
+        write_whole(run_dir / CLAIM_FILE, json.dumps(asdict(claim), indent=2) + "\n")
 
     def unfinished(self) -> list[Path]:
         """The runs in ``current/`` to resume, after tidying what a crash left half done.
@@ -227,7 +223,7 @@ class WatchFolder:
             FileExistsError: ``complete/ID`` exists (ids are unique, so this is a bug).
         """
         for name, text in sorted(files.items(), key=lambda item: item[0] == SUMMARY_FILE):
-            _write(run_dir / name, text)
+            write_whole(run_dir / name, text)
         target = self.complete / run_dir.name
         if target.exists():
             raise FileExistsError(f"{target} exists; not overwriting a finished run")
@@ -284,13 +280,3 @@ class WatchFolder:
             for p in sorted(self.complete.iterdir())
             if p.is_dir() and p.name not in logged and (p / SUMMARY_FILE).is_file()
         ]
-
-
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a temporary file, fsync, rename."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

@@ -34,8 +34,12 @@ class Outcome:
     """Wall time, as the watcher saw it (for a deployment: the flow run's run time)."""
     flow_run_id: str | None = None
     """The Prefect flow run, when one was made."""
+    outcome: str | None = None
+    """How the run's record says it ended (``accepted_with_errors`` where Prefect says
+    ``COMPLETED``); None without a record."""
     usage: dict[str, Any] | None = None
-    """LLM calls, tokens and cost, when known."""
+    """The run record's totals (calls, failed and cached calls, requests, tokens, cost), every
+    attempt counted once; None without a record."""
     phases: dict[str, Any] | None = None
     """Each phase's state, duration, outputs and error, when known."""
     files: dict[str, str] = field(default_factory=dict)
@@ -46,6 +50,7 @@ class Outcome:
         return {
             **extra,
             "state": self.state,
+            "outcome": self.outcome,
             "message": self.message,
             "flow_run_id": self.flow_run_id,
             "duration_s": round(self.duration_s, 3),
@@ -71,7 +76,7 @@ async def run_locally(seed: Seed | None, *, flow_run_id: str | None, created: Ca
     previous watcher started and did not finish), that run is retried instead: every answer it
     already had is reused, nothing is paid twice.
     """
-    from taskmark.flows._run import aretry, arun
+    from taskmark.runs._run import aretry, arun
 
     if flow_run_id is not None:
         retried = await aretry(flow_run_id, orphaned=True)
@@ -82,15 +87,15 @@ async def run_locally(seed: Seed | None, *, flow_run_id: str | None, created: Ca
         result = await arun(seed.definition, seed.params, on_created=created)
     phases = {name: phase.model_dump(mode="json") for name, phase in result.phases.items()}
     outputs = {name: phase.outputs for name, phase in result.phases.items()}
-    return Outcome(
+    outcome = Outcome(
         state=result.state,
         message=result.message,
         duration_s=result.duration_s,
         flow_run_id=result.flow_run_id,
-        usage=result.usage.model_dump(mode="json"),
         phases=phases,
         files={"outputs.json": json.dumps(outputs, indent=2, default=str) + "\n"},
     )
+    return await _with_record(outcome)
 
 
 async def run_through_deployment(
@@ -133,8 +138,26 @@ async def run_through_deployment(
         flow_run_id=flow_run_id,
     )
     outcome.files.update(await _artifacts(UUID(flow_run_id)))
-    if "usage.json" in outcome.files:
-        outcome.usage = _usage_of(json.loads(outcome.files["usage.json"]))
+    return await _with_record(outcome)
+
+
+async def _with_record(outcome: Outcome) -> Outcome:
+    """``outcome`` with its run's outcome and totals from the run's record.
+
+    Read once the run has returned, when its record is complete: a run retried after a crash
+    counts the requests of every attempt, each once, as :func:`taskmark.read_run` does. A run
+    without a record (a worker with an older taskmark) keeps neither.
+    """
+    from taskmark.runs._read import RecordMissing, aread_run
+
+    if outcome.flow_run_id is None:
+        return outcome
+    try:
+        record = await aread_run(outcome.flow_run_id)
+    except RecordMissing:
+        return outcome
+    outcome.outcome = record.outcome
+    outcome.usage = record.totals.model_dump(mode="json")
     return outcome
 
 
@@ -155,19 +178,3 @@ async def _artifacts(flow_run_id: UUID) -> dict[str, str]:
             rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
             files["usage.json"] = json.dumps(rows, indent=2, default=str) + "\n"
     return files
-
-
-def _usage_of(rows: Any) -> dict[str, Any] | None:  # noqa: ANN401 - the table artifact's rows
-    """The ``total`` row of the usage table, in :class:`~taskmark.blocks.UsageTotals` names."""
-    if not isinstance(rows, list):
-        return None
-    for row in rows:
-        if isinstance(row, dict) and row.get("phase") == "total":
-            return {
-                "calls": row.get("calls"),
-                "failed_calls": row.get("failed calls"),
-                "prompt_tokens": row.get("prompt tokens"),
-                "completion_tokens": row.get("completion tokens"),
-                "cost_usd": row.get("cost (USD)"),
-            }
-    return None

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskmark.definition import Definition, Requirement, did_you_mean, matches_type, validate_file
+from taskmark.definition import Definition, Location, Requirement, Spans, did_you_mean, matches_type, validate_file
 from taskmark.errors import Diagnostic
-from taskmark.watch._json_spans import Position, Spans, spans_of
+from taskmark.watch._json_spans import spans_of
 
 __all__ = ["SEED_KEYS", "SEED_SUFFIX", "Seed", "SeedCheck", "check_seed", "deployment_name", "read_seed", "seed_key"]
 
@@ -119,7 +119,7 @@ def check_seed(text: str, *, path: str, base: Path, deployment: str | None = Non
     except json.JSONDecodeError as exc:
         what = "the file is empty" if not text.strip() else exc.msg
         return SeedCheck(None, [Diagnostic(path, exc.lineno, exc.colno, f"invalid JSON: {what}")])
-    return _Checker(path, spans_of(text), base, deployment).check(value)
+    return _Checker(path, spans_of(path, text), base, deployment).check(value)
 
 
 def seed_key(definition: Definition, definition_text: str, params: dict[str, Any], run_id: str | None = None) -> str:
@@ -169,13 +169,13 @@ class _Checker:
         self.errors: list[Diagnostic] = []
         self.definition_errors: list[Diagnostic] = []
 
-    def error(self, at: Position, msg: str) -> None:
+    def error(self, at: Location, msg: str) -> None:
         self.errors.append(Diagnostic(self.path, at.line, at.column, msg))
 
     def check(self, value: object) -> SeedCheck:
         if not isinstance(value, dict):
             self.error(
-                Position(1, 1),
+                self.spans.root,
                 'expected a JSON object such as {"definition": "flow.md", "params": {}}; found ' + _json_type(value),
             )
             return self.result(None)
@@ -222,7 +222,7 @@ class _Checker:
 
     def definition(self, value: dict[str, Any]) -> tuple[Definition, Path, str] | None:
         if "definition" not in value:
-            self.error(Position(1, 1), "missing key 'definition': the definition file to run")
+            self.error(self.spans.root, "missing key 'definition': the definition file to run")
             return None
         at = self.spans.value(("definition",))
         named = value["definition"]
@@ -278,7 +278,7 @@ class _Checker:
             if name in params:
                 continue
             if requirement.required:
-                at = self.spans.key(("params",)) if given else Position(1, 1)
+                at = self.spans.key(("params",)) if given else self.spans.root
                 self.error(at, f"params: missing required input '{name}' ({requirement.type})")
             else:
                 filled[name] = requirement.default

@@ -290,7 +290,9 @@ class Watcher:
             else:
                 seed = replace(seed, params=claim.params) if seed is not None else None
                 outcome = await run_locally(seed, flow_run_id=claim.flow_run_id, created=created)
-        except Exception as exc:  # noqa: BLE001 - any failure is this run's outcome, not the watcher's
+        except Exception as exc:  # any failure is this run's outcome, not the watcher's
+            if (task := asyncio.current_task()) is not None and task.cancelling():
+                raise  # the watcher is stopping (its run could not record its end in time): keep it in current/
             outcome = error_outcome(exc, started, flow_run_id)
         self._finish(run_dir, claim, outcome)
 
@@ -322,6 +324,7 @@ class Watcher:
         line = {
             "id": claim.id,
             "state": summary.get("state"),
+            "outcome": summary.get("outcome"),
             "message": summary.get("message"),
             "flow_run_id": summary.get("flow_run_id"),
             "seed": claim.seed,

@@ -17,11 +17,8 @@ from taskmark.blocks import (
     CallLabels,
     LLMProvider,
     ProviderOverrides,
-    UsageLedger,
-    call_agent,
     resolve_provider,
 )
-from taskmark.definition import Agent, LLMSettings
 from taskmark.errors import ProviderError
 
 KEY = "sk-test-key-0123456789abcdef"
@@ -300,39 +297,6 @@ async def test_cost_from_block_prices_and_from_litellm(fake_llm: FakeOpenAIServe
     known = _provider(fake_llm, model="openai/gpt-4o-mini")
     cost = (await known.acomplete(HI)).cost_usd
     assert cost is not None and cost > 0  # litellm's bundled price map
-
-
-async def test_usage_and_cost_sums_through_agents(fake_llm: FakeOpenAIServer) -> None:
-    fake_llm.default = lambda _req: Reply(prompt_tokens=100, completion_tokens=10)
-    provider = _provider(fake_llm, input_cost_per_million_tokens=1.0, output_cost_per_million_tokens=4.0)
-    where = {"path": "agents/a.md", "line": 1}
-    analyst = Agent(id="analyst", system_prompt="You analyse.", llm=LLMSettings(temperature=0.7), location=where)
-    ledger = UsageLedger()
-    plan = [("Rapid Analysis", "inference")] * 3 + [("Rapid Analysis", "critique"), ("Summary", "inference")]
-    for phase, stage in plan:
-        labels = CallLabels(definition="demo", phase=phase, stage=stage, agent="analyst")
-        await call_agent(
-            analyst, "q", layers=(LLMSettings(max_tokens=64),), labels=labels, ledger=ledger, provider=provider
-        )
-    fake_llm.push(Reply(status=400))
-    with pytest.raises(ProviderError):
-        await call_agent(
-            analyst, "q", labels=CallLabels(phase="Summary", stage="inference"), ledger=ledger, provider=provider
-        )
-    per_call = 100 * 1e-6 + 10 * 4e-6
-    stages = ledger.by_stage()
-    assert stages[("Rapid Analysis", "inference")].calls == 3
-    assert stages[("Rapid Analysis", "inference")].total_tokens == 330
-    assert stages[("Rapid Analysis", "inference")].cost_usd == pytest.approx(3 * per_call)
-    assert stages[("Summary", "inference")].failed_calls == 1
-    assert ledger.by_phase()["Rapid Analysis"].calls == 4
-    total = ledger.total()
-    assert (total.calls, total.failed_calls, total.total_tokens) == (5, 1, 550)
-    assert total.cost_usd == pytest.approx(5 * per_call)
-    # The merged settings reached the request: step max_tokens, agent temperature, system prompt.
-    body = fake_llm.requests[0].body
-    assert body["max_tokens"] == 64 and body["temperature"] == 0.7
-    assert body["messages"][0] == {"role": "system", "content": "You analyse."}
 
 
 async def test_events_for_completed_and_failed_calls(fake_llm: FakeOpenAIServer, captured_events: Any) -> None:

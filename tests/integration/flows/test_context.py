@@ -1,6 +1,6 @@
 """Context on a real Prefect server, answered by the fake OpenAI server: documents, the index,
-required outputs and referred runs fill each call's bundle; a reviewer pins and excludes; the
-snapshot in the trace is what the LLM server received."""
+required outputs and referred runs (read from their records) fill each call's bundle; a
+reviewer pins and excludes; the snapshot in the trace is what the LLM server received."""
 
 from __future__ import annotations
 
@@ -12,17 +12,25 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+    ArtifactFilter,
+    ArtifactFilterKey,
+)
+from prefect.states import Completed, Pending, Running
 
 from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
+from taskmark import aread_run
 from taskmark.blocks import ProviderOverrides
 from taskmark.context import Bundle, render, snapshot_key
 from taskmark.definition import load_definition
-from taskmark.flows._run import arun
-from taskmark.history import CallTrace, read_trace, with_bundles
+from taskmark.runs import read_bundles
+from taskmark.runs._run import arun
+from taskmark.runs.record import CallRecord
 from taskmark.tasks._assembly import gather_sources
 
-from .conftest import prompt_of
+from .conftest import answer_by_prompt, prompt_of
 from .test_control import start_paused, taskmark
 
 DOCS = {
@@ -65,13 +73,21 @@ def _rule(request: RecordedRequest) -> Reply:
     return Reply(content="fact: the moon is large" if "list facts" in prompt_of(request) else "the moon pulls the sea")
 
 
-async def _calls(run_id: str) -> dict[str, CallTrace]:
-    trace = await with_bundles(await read_trace(run_id))
-    return {f"{p.name}/{c.agent}": c for p in trace.phases for s in p.stages for c in s.calls}
+async def _calls(run_id: str) -> dict[str, CallRecord]:
+    """The calls of a run's record, by phase and agent."""
+    return {f"{p.name}/{c.agent}": c for p in (await aread_run(run_id)).phases for c in p.calls()}
 
 
 async def _bundles(run_id: str) -> dict[str, Bundle]:
-    return {key: Bundle.from_json(c.bundle) for key, c in (await _calls(run_id)).items() if c.bundle is not None}
+    """The bundle each call of a run used, by phase and agent, read from its snapshot."""
+    record = await aread_run(run_id)
+    stored = await read_bundles(record)
+    return {
+        f"{p.name}/{c.agent}": Bundle.from_json(stored[c.context])
+        for p in record.phases
+        for c in p.calls()
+        if c.context in stored
+    }
 
 
 async def test_a_call_gets_the_index_required_outputs_and_retrieved_documents_and_the_trace_shows_what_was_sent(
@@ -88,8 +104,7 @@ async def test_a_call_gets_the_index_required_outputs_and_retrieved_documents_an
     assert sent.index("House style") < sent.index("fact: the moon is large") < sent.index("Tides rise twice a day")
     assert "Sourdough" not in sent and "Sicilian" not in sent  # nothing of them matches the prompt
 
-    calls = await _calls(str(result.flow_run_id))
-    bundles = {key: Bundle.from_json(c.bundle) for key, c in calls.items() if c.bundle is not None}
+    calls, bundles = await _calls(str(result.flow_run_id)), await _bundles(str(result.flow_run_id))
     bundle = bundles["Answer/b"]
     received = json.dumps(llm.requests[-1].messages, sort_keys=True, ensure_ascii=False).encode()
     assert (
@@ -108,7 +123,8 @@ async def test_a_call_gets_the_index_required_outputs_and_retrieved_documents_an
         stored = await client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[snapshot_key(bundle.hash)]))
         )
-    assert len(stored) == 1
+    assert len(stored) == 1 and stored[0].type == "taskmark-context"
+    assert Bundle.from_json(stored[0].data).hash == bundle.hash  # stored as data, not text to parse
 
 
 LEDGER = """# Ledger
@@ -187,6 +203,107 @@ async def test_refers_uses_the_latest_completed_run_of_another_definition(
     assert step["problem"] is None and "check the verdict on rates" in step["prompt"]  # inputs' defaults apply
     assert [(i["id"], i["kind"]) for i in step["bundle"]["items"]] == [("refers:ledger/Verdict", "refers")]
     assert step["bundle"]["items"][0]["text"] == "verdict two: buy"
+
+    async with get_client() as client:  # the outputs artifact is for people: readable, no JSON to parse
+        (shown,) = await client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=["outputs-ledger"]))
+        )
+    assert shown.data == "# Outputs of Ledger\n\n## Verdict\n\nverdict two: buy\n"
+
+
+BOOK = """# Book
+
+```yaml
+name: {name}
+```
+
+## Phase: Verdict
+
+### Steps
+- agent: a - give the verdict
+
+## Phase: Publish
+dependsOn: [Verdict]
+
+### Steps
+- agent: b - publish {{{{ phases['Verdict'] }}}}
+"""
+
+READER = """# Reader
+
+```yaml
+name: {name}
+```
+
+## Phase: Read
+refers: [{target}]
+
+### Steps
+- agent: b - read what was decided
+"""
+
+
+async def _record_less_completed_run(flow_name: str) -> None:
+    """A completed taskmark run with no record, as a taskmark older than the record left it."""
+    from prefect import flow
+
+    def older() -> None:
+        """Never runs: only its flow run is made."""
+
+    async with get_client() as client:
+        run = await client.create_flow_run(flow(name=flow_name)(older), tags=["taskmark"])
+        for state in (Pending(), Running(), Completed()):
+            await client.set_flow_run_state(run.id, state)
+
+
+@pytest.mark.slow
+async def test_refers_passes_over_a_newer_failed_run_and_a_run_without_a_record(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]
+) -> None:
+    book = write("refers-book", BOOK.format(name="refers-book"))
+    llm.default = lambda r: Reply(content="verdict one: hold")
+    first = await arun(book, overrides=overrides)
+    assert first.state == "COMPLETED" and first.flow_run_id is not None
+    await _record_less_completed_run("refers-book")
+    llm.default = answer_by_prompt({"publish": Reply(status=400, error_message="no")}, Reply(content="verdict two"))
+    failed = await arun(book, overrides=overrides)  # its Verdict completed, with outputs in its record
+    assert failed.state == "FAILED" and failed.phases["Verdict"].outputs == "verdict two"
+
+    llm.default = lambda r: Reply(content="read")
+    reader = await arun(
+        write("reader", READER.format(name="book-reader", target="refers-book/Verdict")), overrides=overrides
+    )
+    assert reader.state == "COMPLETED"
+    sent = prompt_of(llm.requests[-1])
+    assert "verdict one: hold" in sent and "verdict two" not in sent
+    assert f"refers-book/Verdict (run {first.flow_run_id[:8]})" in sent
+
+
+@pytest.mark.slow
+async def test_refers_uses_the_outputs_of_a_run_accepted_with_errors(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Callable[[str, str], Path]
+) -> None:
+    llm.default = answer_by_prompt(
+        {"Critique": Reply(content="too small"), "Revise": Reply(content=json.dumps({"n": 3}))},
+        default=Reply(content=json.dumps({"n": 1})),
+    )
+    loop = write(
+        "refers-sized",
+        "# Sized\n\n```yaml\nname: refers-sized\n```\n\n"
+        "## Phase: Loop\n\n### Steps\n- agent: a - Draft\n- validation: output.n > 100\n\n### Outputs\n- n: integer\n\n"
+        "### Critique\n- agent: critic - Critique {{ output.n }}: {{ errors }}\n\n"
+        "### Refine\nmaxRefinements: 1\n\n- agent: reviser - Revise {{ output.n }} per {{ critique }}\n",
+    )
+    accepted = await arun(loop, overrides=overrides)
+    assert accepted.flow_run_id is not None
+    assert (await aread_run(accepted.flow_run_id)).outcome == "accepted_with_errors"
+
+    reader = await arun(
+        write("reader", READER.format(name="sized-reader", target="refers-sized/Loop")), overrides=overrides
+    )
+    assert reader.state == "COMPLETED"
+    sent = prompt_of(llm.requests[-1])
+    assert f"refers-sized/Loop (run {accepted.flow_run_id[:8]})" in sent and '"n": 3' in sent
 
 
 async def _review_then(
@@ -294,11 +411,10 @@ async def test_summarize_llm_replaces_a_shortened_item_with_the_models_summary(
     asked, answered = (prompt_of(r) for r in llm.requests)
     assert asked.startswith("Summarise the text below in at most") and long in asked  # the whole item, not its extract
     assert "Tides follow the moon." in answered and "Tide table 11" not in answered
-    trace = await with_bundles(await read_trace(str(result.flow_run_id)))
-    calls = {s.name: c for p in trace.phases for s in p.stages for c in s.calls}
-    assert sorted(calls) == ["inference", "summarize"]  # the summary is a call of its own, with its cost
-    assert calls["summarize"].context is None and 0 < (calls["summarize"].max_tokens or 0) <= 60  # asked for what fits
-    (item,) = Bundle.from_json(calls["inference"].bundle).items
+    summary, answer = (await aread_run(str(result.flow_run_id))).phases[0].calls()
+    assert summary.context is None and 0 < (summary.max_tokens or 0) <= 60  # a call of its own, asked for what fits
+    assert answer.context is not None
+    (item,) = (await _bundles(str(result.flow_run_id)))["Answer/b"].items
     assert (item.id, item.shortened, item.text) == ("doc:docs/long.md", "llm", "Tides follow the moon.")
 
 

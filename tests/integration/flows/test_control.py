@@ -19,7 +19,7 @@ from prefect.client.schemas.objects import FlowRun
 from support.fake_openai import FakeOpenAIServer, Reply
 from support.waiting import eventually
 from taskmark.blocks import ProviderOverrides
-from taskmark.flows._run import RunResult, arun
+from taskmark.runs._run import RunResult, arun
 
 from .conftest import prompt_of
 
@@ -86,7 +86,7 @@ async def test_approval_form_is_typed_and_approve_from_another_process_continues
     llm.default = lambda r: Reply(content=f"done: {prompt_of(r)}")
     path = write("approve", APPROVAL.format(name="approve-me"))
     running, run, paused = await start_paused(path, "approve-me", overrides)
-    assert paused.name == "Phase: Publish" and llm.count == 1  # Draft ran; Publish waits
+    assert paused.parameters["phase"] == "Publish" and llm.count == 1  # Draft ran; Publish waits
 
     async with get_client() as client:  # the form the UI draws, with its description
         keyset = paused.state.state_details.run_input_keyset  # type: ignore[union-attr]
@@ -200,7 +200,7 @@ async def test_pause_holds_the_next_phase_until_resumed(
     assert done.returncode == 0, done.stderr
     gate.set()
     held = await eventually(lambda: paused_phase(run), interval=0.5, message="the held phase")
-    assert held.name == "Phase: Two" and llm.count == 1 and not running.done()
+    assert held.parameters["phase"] == "Two" and llm.count == 1 and not running.done()
     done = await asyncio.to_thread(taskmark, "resume", str(run.id))
     assert done.returncode == 0 and "phases Two" in done.stdout, done.stderr
     result = await asyncio.wait_for(running, DEADLINE_S)

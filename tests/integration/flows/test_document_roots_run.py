@@ -12,7 +12,7 @@ from prefect.client.orchestration import get_client
 from support.fake_openai import FakeOpenAIServer, Reply
 from taskmark.blocks import ProviderOverrides
 from taskmark.definition import load_definition
-from taskmark.flows._run import arun
+from taskmark.runs._run import arun
 
 SECRET = "root:x:0:0:the canary of test_document_roots_run"
 

@@ -9,7 +9,7 @@ from prefect.client.orchestration import get_client
 
 from support.fake_openai import FakeOpenAIServer, Reply
 from taskmark.blocks import ProviderOverrides
-from taskmark.flows._run import RetryError, aretry, arun
+from taskmark.runs._run import RetryError, aretry, arun
 
 from .conftest import prompt_of
 

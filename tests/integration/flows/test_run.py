@@ -21,7 +21,7 @@ from support.waiting import eventually
 from taskmark.blocks import ProviderOverrides
 from taskmark.definition import load_definition
 from taskmark.flows import compile
-from taskmark.flows._run import arun
+from taskmark.runs._run import arun
 from taskmark.tasks import Runtime, step_strategy
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
@@ -93,7 +93,7 @@ async def test_independent_phases_overlap_and_the_parent_waits(
         subflows = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[result.flow_run_id]))
         )
-    assert {r.name for r in subflows} >= {"Phase: Start", "Phase: Left", "Phase: Right", "Phase: End"}
+    assert {r.parameters["phase"] for r in subflows} == {"Start", "Left", "Right", "End"}
     assert all(r.end_time <= parent.end_time for r in subflows if r.end_time)
 
 
@@ -177,6 +177,23 @@ async def test_sequential_steps_see_the_ones_before(
     assert result.state == "COMPLETED"
     assert [prompt_of(r) for r in llm.requests] == ["First", "Second after alpha"]
     assert result.phases["S"].outputs == "beta"
+
+
+async def test_settings_merge_phase_over_definition_over_agent_and_reach_the_request(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write, tmp_path: Path
+) -> None:
+    (tmp_path / "agents" / "tuned.md").write_text("---\ntemperature: 0.7\nmaxTokens: 999\n---\nYou analyse.\n")
+    path = write(
+        "merged",
+        head("merged", "llm: {maxTokens: 500}\n")
+        + "## Phase: P\nllm: {maxTokens: 64}\n\n### Steps\n- agent: tuned - q\n",
+    )
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED", result.message
+    (request,) = llm.requests
+    assert (request.body["max_tokens"], request.body["temperature"]) == (64, 0.7)
+    assert request.messages[0] == {"role": "system", "content": "You analyse."}
+    assert (result.usage.calls, result.usage.requests, result.usage.prompt_tokens) == (1, 1, 11)  # the fake's count
 
 
 async def test_parallel_phase_survives_one_failing_agent_which_is_not_retried(
@@ -434,18 +451,20 @@ async def test_a_run_leaves_summary_and_usage_artifacts(
     by_key = {a.key: a for a in artifacts}
     summary, usage = by_key["artifacts-summary"], by_key["artifacts-usage"]
     assert (
-        "## One — completed" in summary.data
-        and "the **answer**" in summary.data
+        "## Two\n\nthe **answer**" in summary.data
+        and "| One | completed |" in summary.data
         and "Answered by: openai/fake-model" in summary.data
     )
     rows = usage.data if isinstance(usage.data, list) else json.loads(usage.data)
     assert rows[-1] == {
         "phase": "total",
+        "model": "",
         "calls": 2,
         "failed calls": 0,
         "prompt tokens": 10,
         "completion tokens": 6,
-        "cost (USD)": 0.0,
+        "cost (USD)": "unpriced",  # litellm has no price for the fake model
+        "unpriced calls": 2,
     }
     assert [r["phase"] for r in rows] == ["One", "Two", "total"]
 

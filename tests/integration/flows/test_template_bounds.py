@@ -16,7 +16,7 @@ from pathlib import Path
 from support.fake_openai import FakeOpenAIServer, Reply
 from taskmark.blocks import ProviderOverrides
 from taskmark.definition._sandbox import MAX_LOOP_ITERATIONS
-from taskmark.flows._run import arun
+from taskmark.runs._run import arun
 
 from .conftest import prompt_of
 

@@ -2,7 +2,7 @@
 
 Loaded only inside the server process, by uvicorn::
 
-    python -m uvicorn --factory taskmark.flows._server_app:create_app --host 127.0.0.1 --port P
+    python -m uvicorn --factory taskmark.server._app:create_app --host 127.0.0.1 --port P
 
 It is Prefect's own application (``prefect.server.api.server.create_app``) with one change
 on SQLite: every transaction begins ``IMMEDIATE``.
@@ -21,7 +21,7 @@ A PostgreSQL connection URL keeps Prefect's configuration unchanged.
 
 Once the server has been up for the heartbeat timeout, it marks Crashed the runs that were
 running when it started and have sent no heartbeat since (see
-:mod:`taskmark.flows._crashes`): Prefect's automation cannot see a run whose process died
+:mod:`taskmark.server._crashes`): Prefect's automation cannot see a run whose process died
 while the server was down.
 """
 
@@ -122,7 +122,7 @@ async def _sweep_when_due(api_url: str, started: datetime) -> None:
     """After the heartbeat timeout, mark Crashed the runs no heartbeat has come from since ``started``."""
     from prefect.client.orchestration import PrefectClient
 
-    from taskmark.flows._crashes import crash_silent_runs, heartbeat_timeout
+    from taskmark.server._crashes import crash_silent_runs, heartbeat_timeout
 
     try:
         await asyncio.sleep(heartbeat_timeout())

@@ -1,10 +1,10 @@
-"""Listing runs, newest first, with their LLM calls and cost."""
+"""Listing runs, newest first, with their LLM calls and cost from their run records."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import (
@@ -19,10 +19,11 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
-from taskmark.blocks import COMPLETED_EVENT, FAILED_EVENT
-from taskmark.flows._run import RUN_TAG
-from taskmark.history._model import RunSummary
-from taskmark.history._read import flow_names, read_artifacts, read_llm_events, read_subflows, usage_totals
+from taskmark.flows._compile import RUN_TAG
+from taskmark.runs._find import flow_names
+from taskmark.runs._read import aread_runs
+from taskmark.runs._summary import RunSummary
+from taskmark.runs.record import RunRecord
 
 __all__ = ["STATES", "read_runs"]
 
@@ -35,17 +36,6 @@ def _duration(run: FlowRun, now: datetime) -> float | None:
         return None
     end = run.end_time or (now if run.state is None or not run.state.is_final() else None)
     return round((end - run.start_time).total_seconds(), 3) if end else None
-
-
-async def _usage_from_events(client: PrefectClient, run: FlowRun, summary: RunSummary) -> None:
-    """Calls and cost of a run that wrote no usage table (it did not reach its end)."""
-    subflows = await read_subflows(client, [run.id])
-    since = (run.start_time or run.created or datetime.now(timezone.utc)) - timedelta(minutes=1)
-    events = await read_llm_events(client, [s.id for s in subflows], since) if subflows else []
-    summary.calls = sum(1 for e in events if e.event == COMPLETED_EVENT)
-    summary.failed_calls = sum(1 for e in events if e.event == FAILED_EVENT)
-    summary.cost_usd = sum(float(e.payload.get("cost_usd") or 0.0) for e in events if e.event == COMPLETED_EVENT)
-    summary.usage_from = "events"
 
 
 async def read_runs(
@@ -64,9 +54,9 @@ async def read_runs(
         client: A Prefect client; by default one for the configured API.
 
     Returns:
-        One summary per run. Calls and cost are the sums of the run's usage artifacts (one per
-        attempt that reached its end); for a run without one (it crashed, or is running), from
-        its `taskmark.llm.*` events.
+        One summary per run. Its outcome, calls and cost are its record's (as
+        :func:`taskmark.read_run` reads it, every attempt included, so far for a live run); None
+        for a run without a record.
 
     Raises:
         ValueError: For a state that is not a Prefect state type.
@@ -92,29 +82,24 @@ async def read_runs(
         sort=FlowRunSort.EXPECTED_START_TIME_DESC,
         limit=limit,
     )
-    names = await flow_names(client, runs)
+    names, records = await asyncio.gather(flow_names(client, runs), aread_runs(runs, client=client))
     now = datetime.now(timezone.utc)
-    out = {
-        str(r.id): RunSummary(
-            id=str(r.id),
-            name=r.name,
-            definition=names.get(r.flow_id, "?"),
-            state=r.state_type.value if r.state_type else "PENDING",
-            state_name=r.state_name,
-            start=r.start_time,
-            duration_s=_duration(r, now),
-        )
-        for r in runs
-    }
-    artifacts = await read_artifacts(client, [r.id for r in runs]) if runs else []
-    for summary in out.values():
-        totals = usage_totals([a for a in artifacts if str(a.flow_run_id) == summary.id], summary.definition)
-        if totals:
-            summary.calls = sum(int(t.get("calls") or 0) for t in totals)
-            summary.failed_calls = sum(int(t.get("failed calls") or 0) for t in totals)
-            summary.cost_usd = sum(float(t.get("cost (USD)") or 0.0) for t in totals)
-            summary.usage_from = "artifact"
-    await asyncio.gather(
-        *(_usage_from_events(client, r, out[str(r.id)]) for r in runs if out[str(r.id)].usage_from is None)
+    return [_summary(r, names.get(r.flow_id, "?"), records[r.id], now) for r in runs]
+
+
+def _summary(run: FlowRun, definition: str, record: RunRecord | None, now: datetime) -> RunSummary:
+    summary = RunSummary(
+        id=str(run.id),
+        name=run.name,
+        definition=definition,
+        state=run.state_type.value if run.state_type else "PENDING",
+        state_name=run.state_name,
+        start=run.start_time,
+        duration_s=_duration(run, now),
     )
-    return list(out.values())
+    if record is not None:
+        totals = record.totals
+        summary.outcome = record.outcome
+        summary.calls, summary.failed_calls = totals.calls, totals.failed_calls
+        summary.cost_usd, summary.unpriced_calls = totals.cost_usd, totals.unpriced_calls
+    return summary

@@ -1,11 +1,11 @@
-"""The Python API's entry points, ``taskmark.run``, ``arun`` and ``aretry``, on the CLI's Prefect API.
+"""The Python API's entry points, ``taskmark.run``, ``arun``, ``aretry`` and ``read_run``, on the CLI's Prefect API.
 
 Without ``PREFECT_API_URL``, Prefect would run a flow on an ephemeral server started inside
 this process: 7.5–17 s before the first flow, SQLite lock stalls ("database is locked"), and
 nothing another process can reach (no UI, no resume, no cancel). The entry points first
-:func:`~taskmark.flows.connect`, as every CLI command does: ``PREFECT_API_URL`` when it is
+:func:`~taskmark.server.connect`, as every CLI command does: ``PREFECT_API_URL`` when it is
 set, else taskmark's local server, started if needed. The engine in
-:mod:`taskmark.flows._run` runs against whatever API is current, so ``taskmark run
+:mod:`taskmark.runs._run` runs against whatever API is current, so ``taskmark run
 --ephemeral`` still can choose Prefect's ephemeral server.
 """
 
@@ -16,10 +16,10 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from taskmark.flows import _run
-from taskmark.flows._local_server import connect
+from taskmark.runs import _read, _run
+from taskmark.server._local import connect
 
-__all__ = ["aretry", "arun", "run"]
+__all__ = ["aread_run", "aretry", "arun", "read_run", "run"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -51,3 +51,5 @@ def _aconnected(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Co
 run = _connected(_run.run)
 arun = _aconnected(_run.arun)
 aretry = _aconnected(_run.aretry)
+read_run = _connected(_read.read_run)
+aread_run = _aconnected(_read.aread_run)

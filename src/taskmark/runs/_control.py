@@ -43,11 +43,11 @@ async def resume(run_id: str, *, approve: bool, note: str = "", values: dict[str
         state = paused.state
         keyset = state.state_details.run_input_keyset if state else None
         if not keyset:
-            raise ControlError(f"{paused.name} is paused, but not for an approval")
+            raise ControlError(f"phase {phase_of(paused)!r} is paused, but not for an approval")
         schema = json.loads(await client.read_flow_run_input(paused.id, keyset["schema"]))
         if schema.get("title") == REVIEW_FORM:
             raise ControlError(
-                f"{paused.name} waits for a context review, not an approval: answer it with --pin/--exclude, or resume it as it is"
+                f"phase {phase_of(paused)!r} waits for a context review, not an approval: answer it with --pin/--exclude, or resume it as it is"
             )
         answer: dict[str, Any] = {"decision": "approve" if approve else "reject", "note": note}
         answer.update(_typed(schema, values or {}))
@@ -57,7 +57,7 @@ async def resume(run_id: str, *, approve: bool, note: str = "", values: dict[str
             raise ControlError(
                 f"the answer does not fit the approval form: {exc.response.json().get('detail', exc)}"
             ) from None
-    return paused.name.removeprefix("Phase: ")
+    return phase_of(paused)
 
 
 async def review(run_id: str, *, pin: list[str], exclude: list[str], note: str = "") -> str:
@@ -76,7 +76,7 @@ async def review(run_id: str, *, pin: list[str], exclude: list[str], note: str =
         keyset = paused.state.state_details.run_input_keyset if paused.state else None
         schema = json.loads(await client.read_flow_run_input(paused.id, keyset["schema"])) if keyset else {}
         if schema.get("title") != REVIEW_FORM:
-            raise ControlError(f"{paused.name} is not waiting for a context review")
+            raise ControlError(f"phase {phase_of(paused)!r} is not waiting for a context review")
         items = schema.get("properties", {}).get("pin", {}).get("items", {}).get("enum")
         unknown = [i for i in (*pin, *exclude) if items is not None and i not in items]
         if unknown:
@@ -89,7 +89,7 @@ async def review(run_id: str, *, pin: list[str], exclude: list[str], note: str =
             raise ControlError(
                 f"the answer does not fit the review form: {exc.response.json().get('detail', exc)}"
             ) from None
-    return paused.name.removeprefix("Phase: ")
+    return phase_of(paused)
 
 
 async def pause(run_id: str) -> None:
@@ -142,7 +142,7 @@ async def unpause(run_id: str) -> list[str]:
             await client.resume_flow_run(child.id)
         for child in reviews:
             await client.resume_flow_run(child.id, run_input={"pin": [], "exclude": [], "note": ""})
-    return [c.name.removeprefix("Phase: ") for c in (*held, *reviews)]
+    return [phase_of(c) for c in (*held, *reviews)]
 
 
 async def cancel(run_id: str) -> str:
@@ -201,9 +201,14 @@ async def _paused_run(client: PrefectClient, run_id: str) -> FlowRun:
         state = run.state.type.value if run.state else "unknown"
         raise ControlError(f"flow run {run_id} is not waiting for an approval (it is {state})")
     if len(children) > 1:
-        names = ", ".join(c.name for c in children)
+        names = ", ".join(phase_of(c) for c in children)
         raise ControlError(f"several phases wait for approval ({names}); resume one by its own flow run id")
     return children[0]
+
+
+def phase_of(run: FlowRun) -> str:
+    """The phase a subflow run runs (its ``phase`` parameter)."""
+    return str(run.parameters.get("phase", run.name))
 
 
 def _typed(schema: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:

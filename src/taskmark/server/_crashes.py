@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 def enable_heartbeats() -> None:
     """Make flow runs of this process send heartbeats every ``HEARTBEAT_S`` seconds (unless
     ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` says otherwise); Prefect sees it once its settings
-    are read again (:func:`taskmark.flows.connect` does that)."""
+    are read again (:func:`taskmark.server.connect` does that)."""
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S))
 
 

@@ -5,7 +5,7 @@ other process can reach: no UI, no resume, no cancel. Instead taskmark starts on
 server in the background, on a free port of 127.0.0.1 with its SQLite database under
 ``PREFECT_HOME``, and every later run reuses it. It is Prefect's own server (API, UI and
 background services, as under ``prefect server start``) with SQLite transactions begun
-``IMMEDIATE`` (see :mod:`taskmark.flows._server_app` for why).
+``IMMEDIATE`` (see :mod:`taskmark.server._app` for why).
 
 Files under ``PREFECT_HOME``:
 
@@ -22,20 +22,18 @@ When ``PREFECT_API_URL`` is set (environment, profile or ``prefect.toml``),
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import os
 import re
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from taskmark._files import locked, write_whole
 from taskmark.errors import TaskmarkError
-from taskmark.flows._server_process import (
+from taskmark.server._process import (
     APP,
     HOST,
     LocalServerError,
@@ -176,7 +174,7 @@ def started_message(status: ServerStatus) -> str:
 def connect(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> str:
     """Point this process's Prefect client, and its child processes, at :func:`ensure_server`,
     with flow-run heartbeats on (they tell the server a run's process is alive; see
-    :mod:`taskmark.flows._crashes`).
+    :mod:`taskmark.server._crashes`).
 
     Prefect reads its settings once, when it is imported; setting ``PREFECT_API_URL`` in
     ``os.environ`` afterwards changes nothing, and the next flow would quietly start an
@@ -201,7 +199,7 @@ def connect(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> str:
     from prefect.context import refresh_global_settings_context
     from prefect.settings import get_current_settings
 
-    from taskmark.flows._crashes import enable_heartbeats
+    from taskmark.server._crashes import enable_heartbeats
 
     url = ensure_server(startup_timeout=startup_timeout)
     enable_heartbeats()
@@ -230,7 +228,7 @@ def start_server(*, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> ServerS
             with runs), or ``TASKMARK_HEARTBEAT_TIMEOUT_S`` is invalid.
     """
     paths = _paths()
-    with _locked(paths.lock):
+    with locked(paths.lock):
         state = _read_state(paths.state)
         if state is not None and state.pid is not None:
             if is_our_server(state.pid):
@@ -266,7 +264,7 @@ def stop_server(*, timeout: float = DEFAULT_STOP_TIMEOUT) -> bool:
         LocalServerError: The process survived SIGKILL (it belongs to another user).
     """
     paths = _paths()
-    with _locked(paths.lock):
+    with locked(paths.lock):
         state = _read_state(paths.state)
         if state is None or state.pid is None:
             return False
@@ -294,7 +292,7 @@ def server_status() -> ServerStatus:
 def _spawn(paths: _Paths, startup_timeout: float, previous: _State | None) -> tuple[_State, int | None]:
     """Start a server, record it, and wait until it is healthy; the port ``previous``
     listened on when it is free, else a free one (and then that previous port, second)."""
-    from taskmark.flows._crashes import heartbeat_timeout
+    from taskmark.server._crashes import heartbeat_timeout
 
     try:
         heartbeat_timeout()  # the server's crash sweep reads it; a bad value fails here, not there
@@ -338,7 +336,7 @@ async def _set_up(api_url: str) -> None:
     """What a new server needs beyond Prefect's defaults: crashed runs detected (see _crashes)."""
     from prefect.client.orchestration import PrefectClient
 
-    from taskmark.flows._crashes import ensure_crash_automation
+    from taskmark.server._crashes import ensure_crash_automation
 
     async with PrefectClient(api_url) as client:
         await ensure_crash_automation(client)
@@ -412,17 +410,6 @@ def _paths() -> _Paths:
     return _Paths(home=home, state=home / STATE_FILE, log=home / LOG_FILE, lock=home / LOCK_FILE)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` across processes (released if we die)."""
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def _read_state(path: Path) -> _State | None:
     try:
         data = json.loads(path.read_text())
@@ -451,10 +438,7 @@ def _forget(paths: _Paths, previous: _State | None) -> None:
 
 
 def _write_state(path: Path, state: _State) -> None:
-    # Write then rename: a reader sees the old file or the new one, never half of one.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(asdict(state), indent=2) + "\n")
-    os.replace(temporary, path)
+    write_whole(path, json.dumps(asdict(state), indent=2) + "\n")
 
 
 def _rotate_log(log: Path) -> None:

@@ -13,10 +13,11 @@ from prefect import Flow, State
 from prefect.client.schemas.objects import FlowRun
 from pydantic import BaseModel, Field
 
-from taskmark.blocks import ProviderOverrides, UsageTotals
+from taskmark.blocks import ProviderOverrides
 from taskmark.definition import Definition, load_definition
 from taskmark.errors import ApiUnreachableError, TaskmarkError
-from taskmark.flows._compile import compile
+from taskmark.flows._compile import RUN_TAG, compile
+from taskmark.runs.record import Totals
 from taskmark.tasks import Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
@@ -46,9 +47,6 @@ run whose server died would hang for minutes."""
 
 STOP_GRACE_S = 10.0
 """Seconds a stopped run has to record how it ended (its phases' and its own Cancelled state)."""
-
-RUN_TAG = "taskmark"
-"""Every run of a definition carries this tag (`taskmark runs` lists those)."""
 
 
 DEFINITION_KEY = "taskmark_definition"
@@ -83,22 +81,29 @@ def on(moment: str, hook: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str
 class PhaseSummary(BaseModel):
     """One phase of a finished run."""
 
-    state: str = Field(description="COMPLETED, FAILED, NOT_RUN or TIMED_OUT.")
+    state: str = Field(description="COMPLETED, ACCEPTED_WITH_ERRORS, FAILED, NOT_RUN or TIMED_OUT.")
     duration_s: float = Field(description="Wall time.")
     outputs: Any = Field(default=None, description="The phase's outputs.")
     error: str | None = Field(default=None, description="Why it did not complete.")
     executed_branches: list[str] | None = Field(default=None, description="Branches a route step picked.")
+    failed_checks: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per answer, the checks still failed when accepted with errors."
+    )
 
 
 class RunResult(BaseModel):
     """What `taskmark run --json` prints."""
 
     flow_run_id: str | None = Field(description="The Prefect flow run.")
-    state: str = Field(description="COMPLETED, FAILED, ...")
+    state: str = Field(description="Prefect's state type: COMPLETED, FAILED, CANCELLED, ...")
+    outcome: str = Field(
+        description="How the run ended, as its record says: completed, accepted_with_errors, failed, timed_out, "
+        "cancelled or crashed."
+    )
     message: str | None = Field(default=None, description="The final state's message.")
     duration_s: float = Field(description="Wall time of the run.")
     phases: dict[str, PhaseSummary] = Field(description="Each phase, in run order.")
-    usage: UsageTotals = Field(description="LLM usage: calls, tokens, cost.")
+    usage: Totals = Field(description="What this attempt paid for: calls, tokens, cost (its record's sums).")
     models: list[str] = Field(description="The models that answered.")
 
 
@@ -139,7 +144,7 @@ async def arun(
             compiled,
             parameters=params,
             context={DEFINITION_KEY: str(Path(definition.location.path).resolve())},
-            tags=[RUN_TAG],
+            tags=[RUN_TAG, definition.name],
         )
     if on_created is not None:
         on_created(str(created.id))
@@ -256,11 +261,13 @@ async def _execute(
     return RunResult(
         flow_run_id=runtime.flow_run_id,
         state=state.type.value,
+        outcome=_outcome(runtime, state),
         message=state.message,
         duration_s=time.perf_counter() - started,
         phases={
             p.name: PhaseSummary(
-                state=r.state,
+                state=r.outcome,
+                failed_checks=r.failed_checks,
                 duration_s=r.duration_s,
                 outputs=r.outputs,
                 error=r.error,
@@ -269,9 +276,16 @@ async def _execute(
             for p in definition.run_order()
             if (r := runtime.records.get(p.name)) is not None
         },
-        usage=runtime.ledger.total(),
+        usage=runtime.recorder.totals() if runtime.recorder is not None else Totals(),
         models=sorted(runtime.models),
     )
+
+
+def _outcome(runtime: Runtime, state: State[Any]) -> str:
+    """The record's outcome when the run wrote it; else (stopped, crashed) Prefect's state."""
+    if runtime.recorder is not None and runtime.recorder.run.outcome != "running":
+        return runtime.recorder.run.outcome
+    return {"COMPLETED": "completed", "CANCELLED": "cancelled", "CRASHED": "crashed"}.get(state.type.value, "failed")
 
 
 def _api_url() -> str:

@@ -1,7 +1,7 @@
 """Processes of the local server: start one detached, check it, stop it.
 
 Knows nothing of Prefect: commands and environments come from
-:mod:`taskmark.flows._local_server`.
+:mod:`taskmark.server._local`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from taskmark._polling import wait_until
 from taskmark.errors import TaskmarkError
 
 __all__ = [
@@ -35,11 +36,13 @@ __all__ = [
     "wait_healthy",
 ]
 
-APP = "taskmark.flows._server_app:create_app"
+APP = "taskmark.server._app:create_app"
 HOST = "127.0.0.1"
 # The server's command line names its app; it tells our server from a process that was
 # given the same pid after ours died (pids are reused, state files outlive reboots).
-_MARKER = APP.split(":", 1)[0]
+_MARKERS = (APP.split(":", 1)[0].encode(), b"taskmark.flows._server_app")
+"""How a server's command line names it: its module now, and where taskmark kept it before
+(a server started by that version is still stopped, or reused, by this one)."""
 # The last line of a Python traceback: `package.module.SomeError: message`.
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
 
@@ -86,13 +89,9 @@ def launch(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> int
 
 
 def wait_healthy(pid: int, api_url: str, deadline: float) -> bool:
-    """Poll ``/api/health`` until it answers, the process exits, or the deadline passes."""
-    while True:
-        if healthy(api_url):
-            return True
-        if not is_our_server(pid) or time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
+    """Poll ``/api/health`` until it answers (True), the process exits or the deadline passes."""
+    answered_or_gone = wait_until(lambda: healthy(api_url) or not is_our_server(pid), deadline=deadline, interval=0.1)
+    return answered_or_gone and is_our_server(pid)
 
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
@@ -120,11 +119,8 @@ def terminate(pid: int, timeout: float) -> None:
             return
         except PermissionError as error:
             raise LocalServerError(f"cannot stop process {pid}: {error}") from None
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not alive(pid):
-                return
-            time.sleep(0.05)
+        if wait_until(lambda: not alive(pid), deadline=time.monotonic() + wait):
+            return
     raise LocalServerError(f"process {pid} survived SIGKILL")
 
 
@@ -149,7 +145,8 @@ def is_our_server(pid: int) -> bool:
     if not alive(pid):
         return False
     try:
-        return _MARKER.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return any(marker in cmdline for marker in _MARKERS)
     except OSError:
         # No /proc (macOS): the health check against the recorded port decides.
         return True
