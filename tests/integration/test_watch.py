@@ -25,6 +25,7 @@ from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from support.waiting import DEFAULT_TIMEOUT_S, eventually, eventually_sync
 from taskmark import aread_run
 from taskmark.blocks import LLMProvider
+from taskmark.runs import _run as run_module
 from taskmark.watch import Claim, FolderBusyError, Watcher, WatchEvent, WatchFolder
 
 pytestmark = pytest.mark.slow  # ~75 s: a real watcher and many runs
@@ -350,14 +351,19 @@ async def test_runs_go_at_most_max_concurrent_at_once(inbox: Path, fake_llm: Fak
     assert fake_llm.count == 6
 
 
+@pytest.mark.parametrize("grace_s", [None, 0.0], ids=["end-recorded", "end-not-recorded-in-time"])
 async def test_stopping_leaves_the_run_in_current_and_a_restart_finishes_it_once(
-    inbox: Path, fake_llm: FakeOpenAIServer
+    inbox: Path, fake_llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, grace_s: float | None
 ) -> None:
+    normal_grace_s = run_module.STOP_GRACE_S
+    if grace_s is not None:  # as on a loaded machine: the stopped run cannot record its end in time
+        monkeypatch.setattr(run_module, "STOP_GRACE_S", grace_s)
     gate = Gate()
     fake_llm.default = gate
     async with watching(inbox) as (_, events):
         drop(inbox, "slow-seed.json", seed())
         await eventually(lambda: gate.waiting == 1, interval=0.05, message="the run to call the LLM")
+    monkeypatch.setattr(run_module, "STOP_GRACE_S", normal_grace_s)
     # Stopped mid-call (as Ctrl-C stops it): nothing filed, nothing logged, nothing lost.
     [run_id] = names(inbox / "current")
     assert names(inbox / "current" / run_id) == ["run.json", "seed.json"]

@@ -292,7 +292,9 @@ class Watcher:
                 outcome = await run_locally(seed, flow_run_id=claim.flow_run_id, created=created)
         except Exception as exc:  # any failure is this run's outcome, not the watcher's
             if (task := asyncio.current_task()) is not None and task.cancelling():
-                raise  # the watcher is stopping (its run could not record its end in time): keep it in current/
+                # The watcher is stopping and the run could not record its end in time: it stays
+                # in current/ for the next watcher to resume, as any stopped run does.
+                raise asyncio.CancelledError from exc
             outcome = error_outcome(exc, started, flow_run_id)
         self._finish(run_dir, claim, outcome)
 
