@@ -9,9 +9,9 @@ phase's ``maxRefinements`` raised past its limit in memory and the runtime's LLM
 by an in-process stub that answers at once. Everything else is the product's code: prompt
 rendering (Jinja2 sandbox) for critique and refine, parsing the reply against the declared
 outputs, structure and quality checks, and the merges into the phase's context (critiques,
-answer state, stage records with ``PhaseRecord.record``).
+answer state, each stage's end kept with ``_Lifecycle.ended``).
 
-A second table times ``PhaseRecord.record`` alone — the stage-result merge — on a record that
+A second table times ``_Lifecycle.ended`` alone — the stage-result merge — on a phase that
 already holds 1,000 vs 10,000 stage results, per merge.
 
     python bench/refine_loop.py [--repeats 3] [--smoke]
@@ -106,7 +106,7 @@ def lifecycle_for(iterations: int) -> tuple[Any, StubRuntime]:
     # Past the definition format's limit of 20, in memory only.
     object.__setattr__(phase.refine.options, "max_refinements", iterations)
     runtime = StubRuntime(definition)
-    lifecycle = _Lifecycle(definition, phase, {"topic": "tides"}, {}, runtime)  # type: ignore[arg-type]
+    lifecycle = _Lifecycle(definition, phase, {"topic": "tides"}, {}, runtime, {})  # type: ignore[arg-type]
     for answer in lifecycle.answers:  # what inference and parsing leave behind
         answer.text = '{"summary": "tides", "score": 1}'
         answer.value, _ = parse_text(answer.text, None, phase.outputs)
@@ -121,7 +121,7 @@ async def loop_once(iterations: int) -> tuple[float, int]:
     lifecycle, runtime = lifecycle_for(iterations)
     started = time.perf_counter()
     result = await lifecycle.loop()
-    lifecycle.record.record("critique", "completed", result)  # the stage's merge, as stage() does it
+    lifecycle.ended("critique", "completed", result)  # the stage's merge, as stage() does it
     elapsed = time.perf_counter() - started
     answer = lifecycle.answers[0]
     assert answer.refinements == iterations, (answer.refinements, answer.failure)
@@ -130,16 +130,16 @@ async def loop_once(iterations: int) -> tuple[float, int]:
 
 
 def merge_cost(stored: int, merges: int = 2_000) -> float:
-    """Seconds per ``PhaseRecord.record`` on a record already holding ``stored`` stage results."""
-    from taskmark.tasks._context import PhaseRecord, StageResult
+    """Seconds per ``_Lifecycle.ended`` on a phase already holding ``stored`` stage results."""
+    from taskmark.tasks._context import StageResult
 
-    record = PhaseRecord(name="P")
+    lifecycle, _ = lifecycle_for(1)
     for i in range(stored):
-        record.record(f"s{i}", "completed", StageResult(data={"i": i, "text": "x" * 50}, flags={f"f{i % 50}": i}))
+        lifecycle.ended(f"s{i}", "completed", StageResult(data={"i": i, "text": "x" * 50}, flags={f"f{i % 50}": i}))
     results = [StageResult(data={"i": i}, flags={"ok": True}) for i in range(merges)]
     started = time.perf_counter()
     for i, result in enumerate(results):
-        record.record(f"new{i % 10}", "completed", result)
+        lifecycle.ended(f"new{i % 10}", "completed", result)
     return (time.perf_counter() - started) / merges
 
 
@@ -172,7 +172,7 @@ def main() -> None:
         print(f"| {size:,} | {calls[size]:,} | {med * size:.3f} | {med * 1e6:.1f} | {med / base:.2f} |")
 
     merges = {size: statistics.median(merge_cost(size) for _ in range(args.repeats)) for size in sizes}
-    print("\n### stage-result merge (PhaseRecord.record) on a record holding N stage results\n")
+    print("\n### stage-result merge (_Lifecycle.ended) on a phase holding N stage results\n")
     print(f"| stored results | per merge (µs) | × at {sizes[0]:,} |")
     print("| ---: | ---: | ---: |")
     for size in sizes:

@@ -12,7 +12,7 @@ from taskmark.definition import Definition
 from taskmark.flows._artifacts import write_artifacts
 from taskmark.flows._parameters import signature_of
 from taskmark.flows._schedule import run_phases
-from taskmark.tasks import Runtime
+from taskmark.tasks import PhaseOutcome, Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
 
 __all__ = ["RUN_TAG", "TIMEOUT_GRACE_S", "compile"]
@@ -26,15 +26,15 @@ TIMEOUT_GRACE_S = 30.0
 fires first and keeps the finished phases' outputs; Prefect's is the backstop."""
 
 
-def _outcome(runtime: Runtime) -> State[Any]:
-    records = runtime.records
-    bad = [r for r in records.values() if r.state in ("FAILED", "TIMED_OUT")]
+def _final_state(outcomes: dict[str, PhaseOutcome]) -> State[Any]:
+    """The run's state from how its phases ended."""
+    bad = [o for o in outcomes.values() if o.state in ("FAILED", "TIMED_OUT")]
     if not bad:
-        return Completed(message=f"{len(records)} phases completed")
-    timed_out = [r for r in bad if r.state == "TIMED_OUT"]
+        return Completed(message=f"{len(outcomes)} phases completed")
+    timed_out = [o for o in bad if o.state == "TIMED_OUT"]
     if timed_out:
-        return Failed(name="TimedOut", message="; ".join(r.error or r.name for r in timed_out))
-    return Failed(message="; ".join(r.error or r.name for r in bad))
+        return Failed(name="TimedOut", message="; ".join(o.error or o.name for o in timed_out))
+    return Failed(message="; ".join(o.error or o.name for o in bad))
 
 
 def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the product's verb
@@ -64,7 +64,7 @@ def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the produ
         try:
             # The artifacts are written while the phases' last states are.
             with tags(RUN_TAG, definition.name):  # its subflow runs and task runs carry them
-                await run_phases(
+                outcomes = await run_phases(
                     definition,
                     inputs,
                     runtime,
@@ -73,9 +73,9 @@ def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the produ
                 )
         finally:
             CURRENT_RUNTIME.reset(token)
-        outcome = _outcome(runtime)
-        runtime.emit("execution:complete", state=outcome.type.value)
-        return outcome
+        final = _final_state(outcomes)
+        runtime.emit("execution:complete", state=final.type.value)
+        return final
 
     body.__name__ = body.__qualname__ = definition.name.replace("-", "_")
     body.__signature__ = signature  # type: ignore[attr-defined]

@@ -47,22 +47,20 @@ from taskmark.definition import Definition, Phase
 from taskmark.definition._graph import ancestors
 from taskmark.flows._recorder import Recorder
 from taskmark.runs.record import PhaseState, RunRecord, Totals
-from taskmark.tasks import PhaseFailed, PhaseRecord, Runtime, run_lifecycle
+from taskmark.tasks import PhaseOutcome, Runtime, run_lifecycle
 
 __all__ = ["PAUSE_TAG", "run_phases"]
 
 _log = logging.getLogger("taskmark.flows")
 
 _STATES: dict[str, PhaseState] = {
-    "PENDING": "pending",
-    "RUNNING": "running",
     "COMPLETED": "completed",
     "ACCEPTED_WITH_ERRORS": "accepted_with_errors",
     "FAILED": "failed",
     "NOT_RUN": "not_run",
     "TIMED_OUT": "timed_out",
 }
-"""A lifecycle record's state, as the run record names it."""
+"""A phase's outcome, as the run record names it."""
 
 PAUSE_TAG = "taskmark-pause"
 """A run carrying this tag holds before each phase that has not started (`taskmark pause`)."""
@@ -268,7 +266,7 @@ class _PhaseRuns:
                 _log.warning("could not create a subflow run", exc_info=future.exception())
 
 
-def _phase_line(runs: _PhaseRuns, record: PhaseRecord, usage: Totals) -> None:
+def _phase_line(runs: _PhaseRuns, record: PhaseOutcome, usage: Totals) -> None:
     """One line on the run's log for a phase that ended: its state, time, calls, tokens, cost."""
     line = f"Phase {record.name!r} {record.outcome.lower().replace('_', ' ')} in {record.duration_s:.2f} s"
     if usage.calls or usage.failed_calls:  # a phase answered from the cache paid for nothing
@@ -290,8 +288,8 @@ async def run_phases(
     *,
     timeout_s: float | None,
     then: Callable[[RunRecord], Awaitable[None]] | None = None,
-) -> None:
-    """Run every phase, each as soon as it may; records end up in ``runtime.records``.
+) -> dict[str, PhaseOutcome]:
+    """Run every phase, each as soon as it may; how each ended, by name, in run order.
 
     A phase whose dependency did not complete is NOT_RUN; independent phases go on. When the
     run exceeds ``timeout_s``, running phases become TIMED_OUT and finished ones keep their
@@ -300,26 +298,29 @@ async def run_phases(
     edges = {p.name: p.depends_on for p in definition.phases}
     slots = asyncio.Semaphore(definition.metadata.max_concurrent_phases)
     started: dict[str, asyncio.Task[None]] = {}
+    outcomes: dict[str, PhaseOutcome] = {}
+    """Each phase that ended, written once by its own task here."""
+    running: set[str] = set()
     runs = _PhaseRuns(definition, inputs)
     assert runs.parent.flow_run is not None
     recorder = Recorder(runs.client, runs.parent.flow_run.id, definition, inputs, runs.parent.flow_run.run_count or 1)
     runtime.recorder = recorder
 
-    def ended(name: str) -> None:
-        record = runtime.records[name]
-        approval = record.stages.get("approval")
+    def ended(outcome: PhaseOutcome) -> None:
+        outcomes[outcome.name] = outcome
+        running.discard(outcome.name)
         recorder.phase_ended(
-            name,
-            _STATES[record.outcome],
-            outputs=record.outputs,
-            flags=record.flags,
-            error=record.error,
-            failed_checks=record.failed_checks,
-            approval=approval.data if approval is not None else None,
-            executed_branches=record.executed_branches,
+            outcome.name,
+            _STATES[outcome.outcome],
+            outputs=outcome.outputs,
+            flags=outcome.flags,
+            error=outcome.error,
+            failed_checks=outcome.failed_checks,
+            approval=outcome.approval,
+            executed_branches=outcome.executed_branches,
         )
 
-    async def lifecycle(phase: Phase, upstream: dict[str, Any]) -> None:
+    async def lifecycle(phase: Phase, upstream: dict[str, Any]) -> PhaseOutcome:
         run = runs.runs[phase.name]
         # Its dependencies' ends are durable before it starts (written beside its own start).
         context, _ = await asyncio.gather(run.start(upstream), recorder.durable(phase.depends_on))
@@ -328,7 +329,7 @@ async def run_phases(
             # The phase will pause its subflow run, which Prefect allows only once it is Running.
             await run.settled()
         with context:
-            await run_lifecycle(definition, phase, inputs, upstream, runtime, hold=hold)
+            return await run_lifecycle(definition, phase, inputs, upstream, runtime, finished=outcomes, hold=hold)
 
     async def one(phase: Phase) -> None:
         run = runs.runs[phase.name]
@@ -337,22 +338,19 @@ async def run_phases(
         except asyncio.CancelledError:
             run.finish(Cancelled(name="NotRun", message="the run timed out first"))
             raise
-        if any(runtime.records[d].state != "COMPLETED" for d in phase.depends_on):
-            runtime.records[phase.name] = PhaseRecord(
-                name=phase.name, state="NOT_RUN", error="a phase it depends on did not complete"
-            )
-            run.finish(Cancelled(name="NotRun", message="a phase it depends on did not complete"))
-            ended(phase.name)
+        if any(outcomes[d].state != "COMPLETED" for d in phase.depends_on):
+            why = "a phase it depends on did not complete"
+            run.finish(Cancelled(name="NotRun", message=why))
+            ended(PhaseOutcome(name=phase.name, state="NOT_RUN", error=why))
             return
         async with slots:
-            upstream = {n: runtime.records[n].outputs for n in sorted(ancestors(edges, phase.name))}
+            upstream = {n: outcomes[n].outputs for n in sorted(ancestors(edges, phase.name))}
             begin = time.perf_counter()
-            runtime.records[phase.name] = PhaseRecord(name=phase.name, state="RUNNING", started_at=time.time())
+            running.add(phase.name)
             recorder.phase_started(phase.name)
             runtime.emit("phase:start", phase=phase.name)
             try:
-                await lifecycle(phase, upstream)
-                run.finish(Completed())
+                outcome = await lifecycle(phase, upstream)
             except asyncio.CancelledError:
                 run.finish(
                     Failed(
@@ -361,27 +359,20 @@ async def run_phases(
                     )
                 )
                 raise
-            except PhaseFailed as failure:
-                record = runtime.records[phase.name]
-                record.state, record.error = "FAILED", str(failure)
-                run.finish(Failed(message=str(failure)))
             except Exception as exc:  # noqa: BLE001 - a phase's crash must not stop its siblings
-                record = runtime.records[phase.name]
-                record.state, record.error = "FAILED", f"{type(exc).__name__}: {exc}"
-                run.finish(Failed(message=record.error))
-            finally:
-                runtime.records[phase.name].duration_s = time.perf_counter() - begin
-            ended(phase.name)
-            record = runtime.records[phase.name]
+                outcome = PhaseOutcome(name=phase.name, state="FAILED", error=f"{type(exc).__name__}: {exc}")
+            outcome = outcome.model_copy(update={"duration_s": time.perf_counter() - begin})
+            run.finish(Completed() if outcome.state == "COMPLETED" else Failed(message=outcome.error))
+            ended(outcome)
             usage = recorder.totals(phase.name)
-            _phase_line(runs, record, usage)
+            _phase_line(runs, outcome, usage)
             runtime.emit(
-                "phase:complete" if record.state == "COMPLETED" else "phase:failed",
+                "phase:complete" if outcome.state == "COMPLETED" else "phase:failed",
                 phase=phase.name,
-                state=record.outcome.lower(),
-                error=record.error,
-                failed_checks=record.failed_checks or None,
-                duration_s=round(record.duration_s, 3),
+                state=outcome.outcome.lower(),
+                error=outcome.error,
+                failed_checks=outcome.failed_checks or None,
+                duration_s=round(outcome.duration_s, 3),
                 calls=usage.calls,
                 tokens=usage.tokens,
                 cost_usd=usage.cost_usd,
@@ -392,19 +383,14 @@ async def run_phases(
     try:
         await asyncio.wait_for(asyncio.gather(*started.values()), timeout=timeout_s)
     except asyncio.TimeoutError:
-        for name, record in runtime.records.items():
-            if record.state == "RUNNING":
-                record.state, record.error = (
-                    "TIMED_OUT",
-                    f"phase '{name}' timed out: the run exceeded maxExecutionTime ({timeout_s:g}s)",
-                )
+        for name in sorted(running, key=list(started).index):
+            why = f"phase '{name}' timed out: the run exceeded maxExecutionTime ({timeout_s:g}s)"
+            ended(PhaseOutcome(name=name, state="TIMED_OUT", error=why))
         for phase in definition.phases:
-            runtime.records.setdefault(
-                phase.name, PhaseRecord(name=phase.name, state="NOT_RUN", error="the run timed out first")
-            )
-            if runtime.records[phase.name].state in ("TIMED_OUT", "NOT_RUN"):
-                ended(phase.name)
+            if phase.name not in outcomes:
+                ended(PhaseOutcome(name=phase.name, state="NOT_RUN", error="the run timed out first"))
     except BaseException:
         await asyncio.gather(runs.drain(), recorder.flush())
         raise
     await asyncio.gather(runs.drain(), recorder.close(), *([then(recorder.record())] if then is not None else []))
+    return {name: outcomes[name] for name in started if name in outcomes}

@@ -264,21 +264,28 @@ async def _execute(
         outcome=_outcome(runtime, state),
         message=state.message,
         duration_s=time.perf_counter() - started,
-        phases={
-            p.name: PhaseSummary(
-                state=r.outcome,
-                failed_checks=r.failed_checks,
-                duration_s=r.duration_s,
-                outputs=r.outputs,
-                error=r.error,
-                executed_branches=r.executed_branches,
-            )
-            for p in definition.run_order()
-            if (r := runtime.records.get(p.name)) is not None
-        },
+        phases=_phases(runtime),
         usage=runtime.recorder.totals() if runtime.recorder is not None else Totals(),
         models=sorted(runtime.models),
     )
+
+
+def _phases(runtime: Runtime) -> dict[str, PhaseSummary]:
+    """Each phase that started or was decided on, in run order, as the run's record says."""
+    if runtime.recorder is None:  # the flow stopped before its phases were scheduled
+        return {}
+    return {
+        p.name: PhaseSummary(
+            state=p.state.upper(),
+            failed_checks=p.failed_checks,
+            duration_s=p.duration_s or 0.0,
+            outputs=p.outputs,
+            error=p.error,
+            executed_branches=p.executed_branches,
+        )
+        for p in runtime.recorder.record().phases
+        if p.state != "pending"
+    }
 
 
 def _outcome(runtime: Runtime, state: State[Any]) -> str:

@@ -6,7 +6,7 @@ phases share; ``step_strategy`` registers a custom step kind.
 
 from __future__ import annotations
 
-from taskmark.tasks._context import PhaseRecord, StageRecord, StageResult
+from taskmark.tasks._context import PhaseOutcome, StageResult
 from taskmark.tasks._lifecycle import PhaseFailed, StepPreview, preview_context, run_lifecycle
 from taskmark.tasks._runtime import CURRENT_RUNTIME, Runtime
 from taskmark.tasks._strategies import step_strategy
@@ -14,9 +14,8 @@ from taskmark.tasks._strategies import step_strategy
 __all__ = [
     "CURRENT_RUNTIME",
     "PhaseFailed",
-    "PhaseRecord",
+    "PhaseOutcome",
     "Runtime",
-    "StageRecord",
     "StageResult",
     "StepPreview",
     "preview_context",

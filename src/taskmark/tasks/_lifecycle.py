@@ -8,9 +8,8 @@ the same time and one failing call does not stop its siblings.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +33,10 @@ from taskmark.errors import ProviderError, TaskmarkError
 from taskmark.tasks._answers import Answer, aggregate, check_quality, check_structure, output_schema, parse_text
 from taskmark.tasks._approval import Waiter, wait_for_approval, wait_for_review, wait_until_resumed
 from taskmark.tasks._assembly import Sources, bundle_for, gather_sources, uses_context
-from taskmark.tasks._context import PhaseRecord, StageResult
+from taskmark.tasks._context import PhaseEnd, PhaseOutcome, StageResult, StageStatus
 from taskmark.tasks._handlers import call_handler
 from taskmark.tasks._rendering import render_prompt
-from taskmark.tasks._runtime import Runtime
+from taskmark.tasks._runtime import RecordSink, Runtime
 from taskmark.tasks._snapshots import store_snapshot
 from taskmark.tasks._strategies import run_custom_step
 
@@ -56,13 +55,25 @@ class _Lifecycle:
     """One run of one phase."""
 
     def __init__(
-        self, definition: Definition, phase: Phase, inputs: dict[str, Any], upstream: dict[str, Any], runtime: Runtime
+        self,
+        definition: Definition,
+        phase: Phase,
+        inputs: dict[str, Any],
+        upstream: dict[str, Any],
+        runtime: Runtime,
+        finished: Mapping[str, PhaseOutcome],
     ) -> None:
         self.definition, self.phase, self.runtime = definition, phase, runtime
         self.inputs, self.upstream = inputs, upstream
-        self.record = PhaseRecord(name=phase.name, state="RUNNING", started_at=time.time())
-        if runtime.recorder is not None:
-            self.record.listen(functools.partial(runtime.recorder.stage_ended, phase.name))
+        self.finished = finished
+        """The phases that ended before this one asks (context sources read the completed ones)."""
+        self.sink: RecordSink | None = runtime.recorder
+        self.data: dict[str, Any] = {}
+        """Each ended stage's data, by stage."""
+        self.flags: dict[str, Any] = {}
+        """The flags the stages set, merged."""
+        self.outputs: Any = None
+        self.executed_branches: list[str] | None = None
         self.answers: list[Answer] = []
         self.approval: dict[str, Any] | None = None
         """The approver's answer, when the phase asks for one."""
@@ -84,7 +95,7 @@ class _Lifecycle:
         """Run a stage as a task (or record it skipped); a handler named for it runs after."""
         handler = self.phase.options.handlers.get(name)
         if work is None and handler is None:
-            self.record.record(name, "skipped")
+            self.ended(name, "skipped")
             return None
         started = time.perf_counter()
 
@@ -103,13 +114,38 @@ class _Lifecycle:
             user_code = handler is not None or (name == "inference" and bool(self.custom_steps))
             result: StageResult = await self.runtime.run_stage(self.phase.name, name, both, runs_user_code=user_code)
         except PhaseFailed as failure:
-            self.record.record(name, "failed", duration_s=time.perf_counter() - started, error=failure.reason)
+            self.ended(name, "failed", duration_s=time.perf_counter() - started, error=failure.reason)
             raise
         except Exception as exc:
-            self.record.record(name, "failed", duration_s=time.perf_counter() - started, error=str(exc))
+            self.ended(name, "failed", duration_s=time.perf_counter() - started, error=str(exc))
             raise PhaseFailed(self.phase.name, name, str(exc)) from exc
-        self.record.record(name, "completed", result, duration_s=time.perf_counter() - started)
+        self.ended(name, "completed", result, duration_s=time.perf_counter() - started)
         return result
+
+    def ended(
+        self,
+        stage: str,
+        status: StageStatus,
+        result: StageResult | None = None,
+        *,
+        duration_s: float = 0.0,
+        error: str | None = None,
+    ) -> None:
+        """Keep a stage's data under its own name, merge its flags, and report its end."""
+        result = result or StageResult()
+        self.data[stage] = result.data
+        self.flags.update(result.flags)
+        if self.sink is not None:
+            self.sink.stage_ended(
+                self.phase.name,
+                stage,
+                status,
+                duration_s=duration_s,
+                data=result.data,
+                flags=result.flags,
+                logs=result.logs,
+                error=error,
+            )
 
     def view(self, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
         """What handlers see of the run."""
@@ -117,7 +153,7 @@ class _Lifecycle:
             "phase": self.phase.name,
             "inputs": self.inputs,
             "phases": self.upstream,
-            "flags": dict(self.record.flags),
+            "flags": dict(self.flags),
             **extra,
         }
 
@@ -187,7 +223,29 @@ class _Lifecycle:
 
     # -- the lifecycle ---------------------------------------------------------------------
 
-    async def run(self, *, hold: bool = False) -> PhaseRecord:
+    async def run(self, *, hold: bool = False) -> PhaseOutcome:
+        """The phase's stages in order; a phase that fails says in which stage and why."""
+        try:
+            await self.stages(hold=hold)
+        except PhaseFailed as failure:
+            return self.outcome("FAILED", error=str(failure))
+        return self.outcome("COMPLETED")
+
+    def outcome(self, state: PhaseEnd, *, error: str | None = None) -> PhaseOutcome:
+        final = self.data.get("finalValidation")
+        accepted_with_errors = state == "COMPLETED" and self.flags.get("accepted_with_errors")
+        return PhaseOutcome(
+            name=self.phase.name,
+            state=state,
+            outputs=self.outputs,
+            flags=dict(self.flags),
+            error=error,
+            failed_checks=dict(final) if accepted_with_errors and isinstance(final, dict) else {},
+            approval=self.data.get("approval"),
+            executed_branches=self.executed_branches,
+        )
+
+    async def stages(self, *, hold: bool) -> None:
         if hold:
             await wait_until_resumed(self.waiter)
         if self.phase.options.approval is not None:
@@ -211,8 +269,6 @@ class _Lifecycle:
         await self.stage("refine", self.refinements if needs_loop and self.phase.refine else None)
         await self.stage("finalValidation", self.final_validation if has_checks and self.answers else None)
         await self.stage("integration", self.integrate)
-        self.record.state = "COMPLETED"
-        return self.record
 
     async def approve(self, approval: Approval) -> None:
         """Wait for a person's decision; a rejection fails the phase with their note."""
@@ -228,10 +284,10 @@ class _Lifecycle:
         try:
             answer = await wait_for_approval(approval, prompt, self.waiter)
         except Exception as exc:  # a pause that timed out or could not be made
-            self.record.record("approval", "failed", duration_s=time.perf_counter() - started, error=str(exc))
+            self.ended("approval", "failed", duration_s=time.perf_counter() - started, error=str(exc))
             raise PhaseFailed(self.phase.name, "approval", str(exc) or type(exc).__name__) from exc
         rejected = answer["decision"] != "approve"
-        self.record.record(
+        self.ended(
             "approval",
             "failed" if rejected else "completed",
             StageResult(data=answer),
@@ -259,9 +315,7 @@ class _Lifecycle:
     async def ingest(self) -> StageResult:
         data: dict[str, Any] = {"inputs": sorted(self.inputs), "phases": sorted(self.upstream)}
         if self.needs_context:
-            done = {
-                n: r.outputs for n, r in self.runtime.records.items() if r.state == "COMPLETED" and n != self.phase.name
-            }
+            done = {n: o.outputs for n, o in self.finished.items() if o.state == "COMPLETED" and n != self.phase.name}
             self.sources = await gather_sources(self.definition, self.phase, self.upstream, done)
             data |= {"context": self.sources.ids, "absent": {a.id: a.reason for a in self.sources.absent}}
         return StageResult(data=data)
@@ -292,10 +346,10 @@ class _Lifecycle:
                 self.waiter,
             )
         except Exception as exc:  # a pause that timed out or could not be made
-            self.record.record("review", "failed", duration_s=time.perf_counter() - started, error=str(exc))
+            self.ended("review", "failed", duration_s=time.perf_counter() - started, error=str(exc))
             raise PhaseFailed(self.phase.name, "review", str(exc) or type(exc).__name__) from exc
         self.choice = Choice(pin=tuple(answer["pin"]), exclude=tuple(answer["exclude"]), note=answer["note"])
-        self.record.record("review", "completed", StageResult(data=answer), duration_s=time.perf_counter() - started)
+        self.ended("review", "completed", StageResult(data=answer), duration_s=time.perf_counter() - started)
 
     async def template(self) -> StageResult:
         # Prompts that read earlier steps are rendered just before their call (inference).
@@ -344,7 +398,7 @@ class _Lifecycle:
             )
         for answer in self.answers:
             answer.routed_out = answer.key not in picked
-        self.record.executed_branches = [b for b in branches if b in picked]
+        self.executed_branches = [b for b in branches if b in picked]
 
     async def infer(self) -> StageResult:
         await self.pick_branches()
@@ -527,16 +581,11 @@ class _Lifecycle:
             outputs = aggregate("merge", usable) if self.phase.parallel else usable[-1].value
         else:
             outputs = (
-                {
-                    s.kind: v
-                    for s, v in zip(
-                        self.custom_steps, self.record.stages["inference"].data["custom"].values(), strict=False
-                    )
-                }
+                {s.kind: v for s, v in zip(self.custom_steps, self.data["inference"]["custom"].values(), strict=False)}
                 if self.custom_steps
                 else None
             )
-        self.record.outputs = outputs
+        self.outputs = outputs
         return StageResult(data=outputs)
 
 
@@ -568,17 +617,13 @@ async def run_lifecycle(
     upstream: dict[str, Any],
     runtime: Runtime,
     *,
+    finished: Mapping[str, PhaseOutcome],
     hold: bool = False,
-) -> PhaseRecord:
-    """Run the stages of ``phase`` and return its record (outputs, stages, flags, calls);
-    with ``hold``, first pause until resumed (`taskmark pause`).
-
-    Raises:
-        PhaseFailed: The phase could not form its outputs; the record is on ``runtime``.
-    """
-    lifecycle = _Lifecycle(definition, phase, inputs, upstream, runtime)
-    runtime.records[phase.name] = lifecycle.record
-    return await lifecycle.run(hold=hold)
+) -> PhaseOutcome:
+    """Run the stages of ``phase`` and return how it ended (COMPLETED, or FAILED with the stage
+    and the reason); each stage's end goes to the run's record as it happens. With ``hold``, first
+    pause until resumed (`taskmark pause`). ``finished`` holds the phases that have ended so far."""
+    return await _Lifecycle(definition, phase, inputs, upstream, runtime, finished).run(hold=hold)
 
 
 @dataclass(frozen=True)
@@ -606,7 +651,7 @@ async def preview_context(
     outputs = previous.outputs if previous else {}
     edges = {p.name: p.depends_on for p in definition.phases}
     upstream = {n: outputs[n] for n in sorted(ancestors(edges, phase.name)) if n in outputs}
-    lifecycle = _Lifecycle(definition, phase, inputs, upstream, runtime)
+    lifecycle = _Lifecycle(definition, phase, inputs, upstream, runtime, {})
     lifecycle.sources = await gather_sources(definition, phase, upstream, {})
     lifecycle.choice = choice
     previews = []

@@ -36,7 +36,6 @@ from taskmark.context import SNAPSHOT_TAG
 from taskmark.definition import Agent, Definition, LLMSettings, Phase
 from taskmark.errors import ProviderError
 from taskmark.runs.record import CallRecord, RunRecord, Totals
-from taskmark.tasks._context import PhaseRecord
 
 __all__ = ["CURRENT_RUNTIME", "RecordSink", "Runtime"]
 
@@ -82,6 +81,10 @@ class RecordSink(Protocol):
 
     def call_ended(self, phase: str, stage: str, call: CallRecord) -> None: ...
 
+    def record(self) -> RunRecord:
+        """The run's record as it stands."""
+        ...
+
     def totals(self, phase: str | None = None) -> Totals:
         """Sums over this attempt's calls: of ``phase``, or of the whole run."""
         ...
@@ -107,7 +110,6 @@ class Runtime:
     definition: Definition
     overrides: ProviderOverrides | None = None
     no_cache: bool = False
-    records: dict[str, PhaseRecord] = field(default_factory=dict)
     models: set[str] = field(default_factory=set)
     """Every model that answered."""
     flow_run_id: str | None = None

@@ -8,22 +8,20 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from prefect import State
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.exceptions import ParameterTypeError
 
 from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from support.waiting import eventually
+from taskmark import aread_run
 from taskmark.blocks import ProviderOverrides
 from taskmark.definition import load_definition
 from taskmark.flows import compile
 from taskmark.runs._run import arun
-from taskmark.tasks import Runtime, step_strategy
-from taskmark.tasks._runtime import CURRENT_RUNTIME
+from taskmark.tasks import step_strategy
 
 from .conftest import answer_by_prompt, prompt_of
 
@@ -36,18 +34,6 @@ DEADLINE_S = 120.0
 
 def head(name: str, meta: str = "") -> str:
     return HEAD.format(name=name, meta=meta)
-
-
-async def run_keeping_runtime(path: Path, overrides: ProviderOverrides) -> tuple[State[Any], Runtime]:
-    """Run the compiled flow directly, keeping the runtime to inspect stage records."""
-    definition = load_definition(path)
-    runtime = Runtime(definition, overrides=overrides)
-    token = CURRENT_RUNTIME.set(runtime)
-    try:
-        state = await compile(definition)(return_state=True)
-    finally:
-        CURRENT_RUNTIME.reset(token)
-    return state, runtime
 
 
 async def test_independent_phases_overlap_and_the_parent_waits(
@@ -124,9 +110,11 @@ async def test_stages_without_work_are_recorded_skipped(
     llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
 ) -> None:
     path = write("skips", head("skips") + "## Phase: Only\n\n### Steps\n- agent: a - Say {{ topic }}\n")
-    state, runtime = await run_keeping_runtime(path, overrides)
-    assert state.is_completed()
-    stages = {name: record.status for name, record in runtime.records["Only"].stages.items()}
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED" and result.flow_run_id is not None
+    only = (await aread_run(result.flow_run_id)).phase("Only")
+    assert only is not None
+    stages = {stage.name: stage.state for stage in only.stages}
     assert stages == {
         "ingestion": "completed",
         "preProcessing": "skipped",
@@ -140,7 +128,7 @@ async def test_stages_without_work_are_recorded_skipped(
         "finalValidation": "skipped",
         "integration": "completed",
     }
-    assert runtime.records["Only"].stages["promptTemplating"].data == {"a": "Say tides"}
+    assert next(s.data for s in only.stages if s.name == "promptTemplating") == {"a": "Say tides"}
     expected = {
         "Only/ingestion",
         "Only/promptTemplating",
@@ -151,7 +139,7 @@ async def test_stages_without_work_are_recorded_skipped(
     }
     async with get_client() as client:
         flow_filter = FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[uuid.UUID(result.flow_run_id)])
         )
 
         async def task_run_names() -> set[str]:
@@ -358,10 +346,11 @@ async def test_handlers_and_custom_steps_store_data_under_their_own_stage(
         head("custom")
         + '## Phase: P\nhandlers: {preProcessing: "myhooks:prepare"}\n\n### Steps\n- shout: hello {{ topic }}\n',
     )
-    state, runtime = await run_keeping_runtime(path, overrides)
-    assert state.is_completed(), state.message
-    record = runtime.records["P"]
-    assert record.stages["preProcessing"].data == {"seen": ["topic"]}
+    result = await arun(path, overrides=overrides)
+    assert result.state == "COMPLETED" and result.flow_run_id is not None, result.message
+    record = (await aread_run(result.flow_run_id)).phase("P")
+    assert record is not None
+    assert next(s.data for s in record.stages if s.name == "preProcessing") == {"seen": ["topic"]}
     assert record.flags == {"prepared": True}
     assert record.outputs == {"shout": "HELLO TIDES"}
     assert llm.count == 0
