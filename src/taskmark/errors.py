@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from taskmark.runs.record import RequestRecord
 
 __all__ = ["ApiUnreachableError", "Diagnostic", "DefinitionError", "ProviderError", "TaskmarkError"]
 
@@ -103,6 +106,8 @@ class ProviderError(TaskmarkError):
         self.transient = transient
         self.attempts = 1
         """HTTP requests the call made before it failed (retries and fallbacks included)."""
+        self.requests: list[RequestRecord] = []
+        """Each of those requests, with its outcome."""
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cost_usd: float | None = None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from prefect.blocks.core import Block
 from prefect.types import SecretDict
 from pydantic import Field, SecretStr
 
 from taskmark.errors import ProviderError
+from taskmark.runs.record import RequestRecord
 
 from ._errors import Failure, classify
 from ._local import LOCAL_MODEL, is_local_model
@@ -310,33 +311,28 @@ class LLMProvider(Block):
     # -- fallbacks, retries, repair ----------------------------------------------------------
 
     async def _complete_with_fallbacks(self, messages: Sequence[Message], schema: Schema | None) -> Completion:
-        attempts = 0
+        requests: list[RequestRecord] = []  # every HTTP request of this call, each model's
         last: ProviderError | None = None
         for index in range(1 + len(self.fallbacks)):
             # Fallback blocks are loaded only when needed: most calls never get there.
             candidate = self if index == 0 else await self._fallback(self.fallbacks[index - 1])
             try:
-                completion = await candidate._complete_one_model(messages, schema)
+                completion = await candidate._complete_one_model(messages, schema, requests)
             except RetriesExhausted as spent:
-                attempts += spent.attempts
                 last = spent.error
                 continue
             except ProviderError as error:  # permanent: no fallback can help
-                error.attempts += attempts
-                raise
-            return completion.model_copy(update={"attempts": attempts + completion.attempts})
+                raise _counted(error, requests) from None
+            return completion.model_copy(update={"attempts": len(requests), "requests": tuple(requests)})
         assert last is not None
-        last.attempts = attempts
         if self.fallbacks:
-            final = ProviderError(
+            last = ProviderError(
                 f"{last.msg}; fallbacks {self.fallbacks} failed too",
                 model=last.model,
                 status_code=last.status_code,
                 transient=True,
             )
-            final.attempts = attempts
-            raise final from None
-        raise last from None
+        raise _counted(last, requests) from None
 
     async def _fallback(self, entry: str) -> LLMProvider:
         if entry.startswith(BLOCK_FALLBACK_PREFIX):
@@ -353,23 +349,24 @@ class LLMProvider(Block):
         copy._block_document_name = self._block_document_name
         return copy
 
-    async def _complete_one_model(self, messages: Sequence[Message], schema: Schema | None) -> Completion:
+    async def _complete_one_model(
+        self, messages: Sequence[Message], schema: Schema | None, requests: list[RequestRecord]
+    ) -> Completion:
         mode = self._output_mode() if schema is not None else "prompt"
         request = list(messages)
         if schema is not None and mode != "json_schema":
             request = with_instruction(request, schema)
         fmt = response_format(schema, mode) if schema is not None else None
-        reply, attempts = await self._call(request, fmt, attempts_so_far=0)
+        reply = await self._call(request, fmt, requests)
         if schema is None:
-            return reply.model_copy(update={"attempts": attempts})
+            return reply
         try:
-            parsed = parse_reply(reply.text, schema)
-            return reply.model_copy(update={"parsed": parsed, "attempts": attempts})
+            return reply.model_copy(update={"parsed": parse_reply(reply.text, schema)})
         except ParseFailure as failure:
             first_reason = failure.reason
         # One repair request: it is part of parsing, not a retry of a failed call.
         repair = repair_messages(request, reply, first_reason, schema)
-        fixed, attempts = await self._call(repair, fmt, attempts_so_far=attempts)
+        fixed = await self._call(repair, fmt, requests, purpose="repair")
         total = reply.usage + fixed.usage
         cost = _sum_costs(reply.cost_usd, fixed.cost_usd)
         try:
@@ -385,19 +382,10 @@ class LLMProvider(Block):
                 f"{self.label}: model {self.model!r} {what}; the reply begins {quote(fixed.text)}",
                 model=self.model,
             )
-            error.attempts = attempts
             error.prompt_tokens, error.completion_tokens = total.prompt_tokens, total.completion_tokens
             error.cost_usd = cost
             raise error from None
-        return fixed.model_copy(
-            update={
-                "parsed": parsed,
-                "usage": total,
-                "cost_usd": cost,
-                "attempts": attempts,
-                "repaired": True,
-            }
-        )
+        return fixed.model_copy(update={"parsed": parsed, "usage": total, "cost_usd": cost, "repaired": True})
 
     def _output_mode(self) -> OutputMode:
         if self.structured_output != "auto":
@@ -418,11 +406,13 @@ class LLMProvider(Block):
         self,
         messages: Sequence[Message],
         fmt: dict[str, Any] | None,
+        requests: list[RequestRecord],
         *,
-        attempts_so_far: int,
-    ) -> tuple[Completion, int]:
-        """One HTTP request with retries; returns the completion and total attempts."""
+        purpose: Literal["answer", "repair"] = "answer",
+    ) -> Completion:
+        """One HTTP request with retries; each try is added to ``requests`` with its outcome."""
         kwargs, secrets = await build_request(self, messages, fmt)
+        sent = 0.0  # when the try in flight was sent
 
         def _classify(exc: BaseException) -> Failure:
             return classify(
@@ -434,32 +424,47 @@ class LLMProvider(Block):
                 block=self._block_document_name,
             )
 
+        def _failed(failure: Failure, attempt: int) -> None:
+            error = failure.error
+            requests.append(
+                RequestRecord(
+                    model=self.model,
+                    purpose=purpose,
+                    outcome="failed",
+                    status_code=error.status_code,
+                    transient=failure.transient,
+                    error=error.msg,
+                    latency_s=time.perf_counter() - sent,
+                )
+            )
+            log_failure(failure, attempt)
+
         async def _once() -> Completion:
+            nonlocal sent
             if self.rate_limit:
                 from ._rate_limit import acquire_rate_limit
 
                 await acquire_rate_limit(self.label, self.rate_limit, timeout_s=None)
             from ._litellm import litellm
 
+            sent = time.perf_counter()
             response = await litellm().acompletion(**kwargs)
-            return completion_from(self, response)
+            latency = time.perf_counter() - sent
+            completion = completion_from(self, response)
+            requests.append(RequestRecord(model=self.model, purpose=purpose, outcome="answered", latency_s=latency))
+            return completion
 
         backoff = Backoff(base_s=self.retry_backoff_s, max_s=self.max_backoff_s)
-        try:
-            completion, attempts = await call_with_retries(
-                _once,
-                classify=_classify,
-                max_retries=self.max_retries,
-                backoff=backoff,
-                on_failure=log_failure,
-            )
-        except RetriesExhausted as spent:
-            spent.error.attempts = attempts_so_far + spent.attempts
-            raise RetriesExhausted(spent.error, attempts_so_far + spent.attempts) from None
-        except ProviderError as error:  # permanent: counted, then failed at once
-            error.attempts += attempts_so_far
-            raise
-        return completion, attempts_so_far + attempts
+        completion, _ = await call_with_retries(
+            _once, classify=_classify, max_retries=self.max_retries, backoff=backoff, on_failure=_failed
+        )
+        return completion
+
+
+def _counted(error: ProviderError, requests: list[RequestRecord]) -> ProviderError:
+    """``error`` carrying every request of the call that ends with it."""
+    error.attempts, error.requests = len(requests), list(requests)
+    return error
 
 
 def _sum_costs(a: float | None, b: float | None) -> float | None:

@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
+from taskmark.runs.record import RequestRecord
+
 __all__ = [
     "CallLabels",
     "ChatModel",
@@ -71,6 +73,7 @@ class Completion(BaseModel):
     model: str = Field(description="The model that answered (a fallback's, if one did).")
     provider: str | None = Field(default=None, description="The provider block's name, when it was loaded by name.")
     attempts: int = Field(default=1, ge=1, description="HTTP calls made: the first, retries, fallbacks and a repair.")
+    requests: tuple[RequestRecord, ...] = Field(default=(), description="Each of those HTTP calls, with its outcome.")
     repaired: bool = Field(default=False, description="Whether a repair call was needed to get parseable JSON.")
     truncated: bool = Field(
         default=False,

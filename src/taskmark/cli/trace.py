@@ -74,6 +74,12 @@ def _call(call: CallRecord) -> str:
         parts.append("cached")
     else:
         parts.append(_count(call.attempts, "request"))
+        failed = [r for r in call.requests if r.outcome == "failed"]
+        if failed:
+            reasons = sorted({f"HTTP {r.status_code}" if r.status_code else "no answer" for r in failed})
+            parts.append(f"{len(failed)} failed ({', '.join(reasons)})")
+        if any(r.purpose == "repair" for r in call.requests):
+            parts.append("1 repair")
         if call.state == "completed":
             parts.append(_tokens(call.prompt_tokens, call.completion_tokens))
             parts.append("unpriced" if call.cost_usd is None else f"${call.cost_usd:.4f}")

@@ -25,6 +25,7 @@ __all__ = [
     "Outcome",
     "PhaseRecord",
     "PhaseState",
+    "RequestRecord",
     "RunRecord",
     "StageRecord",
     "Totals",
@@ -63,6 +64,24 @@ class _Part(BaseModel):
         return round((self.ended - self.started).total_seconds(), 4)
 
 
+class RequestRecord(BaseModel):
+    """One HTTP request of a call: the first try, a retry, a fallback's or a repair."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str = Field(description="The model it asked.")
+    purpose: Literal["answer", "repair"] = Field(
+        default="answer", description="answer: asked for the answer; repair: asked to fix an unparseable reply."
+    )
+    outcome: Literal["answered", "failed"] = Field(description="Whether the provider answered it.")
+    status_code: int | None = Field(default=None, description="The HTTP status of a failed request.")
+    transient: bool | None = Field(
+        default=None, description="For a failed request: whether it was worth trying again (a retry or fallback)."
+    )
+    error: str | None = Field(default=None, description="Why it failed (never a key).")
+    latency_s: float = Field(default=0.0, description="Wall time of the request (a rate limit's wait not included).")
+
+
 class CallRecord(_Part):
     """One LLM call: a request to a provider (with its retries, fallback and repair), or an
     answer taken from the response cache."""
@@ -74,6 +93,9 @@ class CallRecord(_Part):
     round: int | None = Field(default=None, description="The critique/refine round; None outside a refine loop.")
     cached: bool = Field(default=False, description="Answered from the response cache: no request was made.")
     attempts: int = Field(default=0, description="HTTP requests made: the first, retries, fallbacks and a repair.")
+    requests: list[RequestRecord] = Field(
+        default_factory=list, description="Each HTTP request, in the order made, with its outcome (empty when cached)."
+    )
     prompt_tokens: int = Field(default=0, description="Tokens sent, over every request.")
     completion_tokens: int = Field(default=0, description="Tokens generated, over every request.")
     cost_usd: float | None = Field(default=None, description="Cost in US dollars; None: unpriced (or cached).")

@@ -95,6 +95,7 @@ async def test_unparseable_reply_gets_one_repair(fake_llm: FakeOpenAIServer) -> 
     assert completion.parsed == Verdict(category="macro", confidence=0.5)
     assert completion.repaired is True
     assert completion.attempts == 2
+    assert [(r.purpose, r.outcome) for r in completion.requests] == [("answer", "answered"), ("repair", "answered")]
     assert completion.usage.total_tokens == 54  # both calls are counted
     assert completion.cost_usd == pytest.approx((40 * 1.0 + 14 * 2.0) / 1e6)
     repair = fake_llm.requests[1].messages
@@ -126,6 +127,7 @@ async def test_reply_still_unparseable_after_repair_is_a_clear_error(fake_llm: F
     assert "the reply begins 'Still not JSON, sorry! Still not JSON" in message
     assert info.value.transient is False
     assert fake_llm.count == 2  # a parse failure is not retried
+    assert [(r.purpose, r.outcome) for r in info.value.requests] == [("answer", "answered"), ("repair", "answered")]
 
 
 async def test_429_then_success_honours_retry_after(fake_llm: FakeOpenAIServer) -> None:
@@ -133,6 +135,9 @@ async def test_429_then_success_honours_retry_after(fake_llm: FakeOpenAIServer) 
     completion = await _provider(fake_llm).acomplete(HI)
     assert completion.text == "after the wait"
     assert completion.attempts == 2
+    failed, answered = completion.requests
+    assert (failed.outcome, failed.status_code, failed.transient) == ("failed", 429, True)
+    assert (answered.outcome, answered.status_code, answered.error) == ("answered", None, None)
     first, second = fake_llm.requests
     # A lower bound the server measured: what Retry-After promises, whatever the machine's speed.
     assert second.arrived_at - first.arrived_at >= 1.0, "the client came back before Retry-After"
@@ -160,6 +165,8 @@ async def test_5xx_past_the_retry_budget(fake_llm: FakeOpenAIServer, status: int
     assert fake_llm.count == 3
     assert info.value.status_code == status
     assert info.value.transient is True
+    assert [(r.outcome, r.status_code) for r in info.value.requests] == [("failed", status)] * 3
+    assert all(r.error is not None and "overloaded" in r.error for r in info.value.requests)
     assert str(info.value) == (
         f"openai/fake-model: model 'openai/fake-model' failed (HTTP {status}, transient): "
         "overloaded (gave up after 3 attempts)"
@@ -218,6 +225,9 @@ async def test_permanent_errors_are_not_retried(
     assert fake_llm.count == 1
     assert info.value.transient is False
     assert info.value.status_code == status
+    [request] = info.value.requests
+    assert (request.outcome, request.status_code, request.transient) == ("failed", status, False)
+    assert request.error is not None and KEY not in request.error
     text = str(info.value)
     assert text.startswith(f"openai/fake-model: model 'openai/fake-model' failed (HTTP {status}, permanent): ")
     assert KEY not in text and KEY not in repr(info.value)
@@ -233,6 +243,11 @@ async def test_fallback_model_answers_when_retries_are_spent(fake_llm: FakeOpenA
     assert completion.model == "openai/backup-model"
     assert completion.attempts == 3
     assert [r.body["model"] for r in fake_llm.requests] == ["fake-model", "fake-model", "backup-model"]
+    assert [(r.model, r.outcome) for r in completion.requests] == [
+        ("openai/fake-model", "failed"),
+        ("openai/fake-model", "failed"),
+        ("openai/backup-model", "answered"),
+    ]
     # The fallback is sent with the block's own settings.
     assert fake_llm.requests[-1].headers["authorization"] == f"Bearer {KEY}"
 
@@ -240,9 +255,11 @@ async def test_fallback_model_answers_when_retries_are_spent(fake_llm: FakeOpenA
 async def test_every_fallback_failing(fake_llm: FakeOpenAIServer) -> None:
     fake_llm.default = lambda _req: Reply(status=500, error_message="down")
     provider = _provider(fake_llm, max_retries=0, fallbacks=["openai/b", "openai/c"])
-    with pytest.raises(ProviderError, match=r"fallbacks \['openai/b', 'openai/c'\] failed too"):
+    with pytest.raises(ProviderError, match=r"fallbacks \['openai/b', 'openai/c'\] failed too") as info:
         await provider.acomplete(HI)
     assert [r.body["model"] for r in fake_llm.requests] == ["fake-model", "b", "c"]
+    assert [r.model for r in info.value.requests] == ["openai/fake-model", "openai/b", "openai/c"]
+    assert info.value.attempts == 3
 
 
 async def test_connection_refused_is_transient(fake_llm: FakeOpenAIServer) -> None:

@@ -67,6 +67,8 @@ async def test_a_completed_run_records_every_level(
     (call,) = stages["inference"].calls
     assert call.agent == "a" and call.model is not None and call.state == "completed" and not call.cached
     assert (call.prompt_tokens, call.completion_tokens, call.attempts) == (11, 7, 1)
+    [request] = call.requests
+    assert (request.model, request.outcome, request.purpose) == (call.model, "answered", "answer")
     assert call.latency_s is not None and call.duration_s is not None
     assert call.messages_sha256 is not None and len(call.messages_sha256) == 64 and call.context is None
     assert recorded_counts(record) == provider_counts(llm) == (2, 22, 14)
@@ -87,6 +89,7 @@ async def test_a_failed_phase_records_why_and_what_did_not_run(
     assert draft.state == "failed" and "failed in inference" in (draft.error or "")
     (call,) = draft.calls()
     assert call.state == "failed" and call.status_code == 400 and "refused here" in (call.error or "")
+    assert [(r.outcome, r.status_code, r.transient) for r in call.requests] == [("failed", 400, False)]
     assert check.state == "not_run" and check.stages == []
     assert recorded_counts(record) == provider_counts(llm) == (1, 0, 0)
     assert record.totals.failed_calls == 1
@@ -201,7 +204,7 @@ async def test_a_retried_run_counts_every_paid_request_once(
     ]
     assert [(p.name, p.state) for p in record.earlier] == [("Draft", "completed"), ("Check", "failed")]
     (reused,) = record.phases[0].calls()
-    assert reused.cached and reused.attempts == 0  # the first attempt's answer, not asked again
+    assert reused.cached and reused.attempts == 0 and reused.requests == []  # not asked again
     assert recorded_counts(record) == provider_counts(llm) == (3, 22, 14)
 
 
@@ -231,5 +234,6 @@ async def test_a_reply_that_never_parses_still_counts_what_it_cost(
     record = await taskmark.aread_run(result.flow_run_id)
     (call,) = record.phases[0].calls()
     assert call.state == "failed" and call.model is not None and call.attempts == 2
+    assert [(r.purpose, r.outcome) for r in call.requests] == [("answer", "answered"), ("repair", "answered")]
     assert "did not return valid JSON after one repair" in (call.error or "")
     assert recorded_counts(record) == provider_counts(llm) == (2, 22, 14)

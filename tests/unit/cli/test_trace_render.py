@@ -10,7 +10,7 @@ from rich.console import Console
 from taskmark.cli.runs import runs_table, seconds
 from taskmark.cli.trace import trace_tree
 from taskmark.runs import RunSummary
-from taskmark.runs.record import CallRecord, DefinitionRef, PhaseRecord, RunRecord, StageRecord
+from taskmark.runs.record import CallRecord, DefinitionRef, PhaseRecord, RequestRecord, RunRecord, StageRecord
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 SKIPPED = ("preProcessing", "validateStructure", "validateQuality", "critique", "refine", "finalValidation")
@@ -104,6 +104,19 @@ def test_an_unpriced_call_and_run_say_unpriced_not_zero() -> None:
     lines = lines_of(trace_tree(record([phase("Draft", [stage("inference", calls=[free])])])))
     assert lines[0].endswith("· 1 call · 1 request · 7 tokens (5 in, 2 out) · unpriced")
     assert "writer — completed 1.50s · openai/m · 1 request · 7 tokens (5 in, 2 out) · unpriced" in lines
+
+
+def test_a_call_says_which_of_its_requests_failed_and_whether_it_was_repaired() -> None:
+    requests = [
+        RequestRecord(model="openai/m", outcome="failed", status_code=429, transient=True, error="slow down"),
+        RequestRecord(model="openai/m", outcome="failed", status_code=None, transient=True, error="timed out"),
+        RequestRecord(model="openai/m", outcome="answered"),
+        RequestRecord(model="openai/m", purpose="repair", outcome="answered"),
+    ]
+    retried = call("writer", attempts=4, requests=requests, prompt_tokens=5, completion_tokens=2, cost_usd=None)
+    lines = lines_of(trace_tree(record([phase("Draft", [stage("inference", calls=[retried])])])))
+    expected = "4 requests · 2 failed (HTTP 429, no answer) · 1 repair · 7 tokens (5 in, 2 out) · unpriced"
+    assert f"writer — completed 1.50s · openai/m · {expected}" in lines
 
 
 def test_a_phase_accepted_with_errors_says_so_with_what_it_still_fails() -> None:
