@@ -154,6 +154,9 @@ def test_killed_run_is_crashed_then_retried_without_repeats(
     # Answered requests: One's before the kill, Two's and Three's after (Two's first request
     # was answered to a dead process: nobody could count it).
     assert record.totals.calls == 3 and record.totals.cached_calls == 1
+    traced = subprocess.run(_taskmark("trace", run_id, "--json"), env=env, capture_output=True, text=True, timeout=120)
+    assert traced.returncode == 0, traced.stderr
+    assert json.loads(traced.stdout) == json.loads(record.model_dump_json())  # `trace --json` is the record
 
 
 async def _record(api_url: str, run_id: str) -> RunRecord:
