@@ -2,13 +2,14 @@
 
 Each part of the record is one JSON artifact (type ``taskmark-record``) of the run's flow
 run: the run's header (definition, inputs, outcome) and one per phase attempt, updated as
-its calls and stages end. Writes run in the background, at most one in flight per part. A
-phase's start and end are written at once (changes made while a write is in flight go out
+its calls and stages end. Writes run in the background, at most one in flight per part. The
+header is written at once, when the run starts, and a phase's start and end too (changes made while a write is in flight go out
 with the next one); a call's or a stage's end waits up to ``SETTLE_S`` for company, so a
 crash loses at most the last second of a running phase, whose answers Prefect's result cache
 still holds for a retry. (Writing every stage's end at once made the wide fan-out 18% slower.)
-:meth:`Recorder.durable` waits until given phases' ends are written: the scheduler starts a
-dependent phase only then, so a crash never loses a finished phase a later one built on.
+:meth:`Recorder.durable` waits until the header and given phases' ends are written: the
+scheduler starts a phase only then, so a crash never loses a finished phase a later one built
+on, and a reader never finds a phase's part without the header it needs to read it.
 :meth:`Recorder.close` writes the outcome and waits for every write: the run's final state
 is set after it, so a finished run's record is complete when `taskmark run` returns.
 """
@@ -146,7 +147,7 @@ class Recorder:
         self.header = _Part(self, f"taskmark run record: {definition.name} (attempt {attempt})", self._header)
         self.phases: dict[str, PhaseRecord] = {}
         self.parts: dict[str, _Part] = {}
-        self.header.changed()
+        self.header.changed(now=True)  # before any phase's part: a reader needs it to read them
 
     def _header(self) -> dict[str, Any]:
         data = self.run.model_dump(mode="json", exclude={"phases", "earlier", "totals", "duration_s"})
@@ -240,8 +241,9 @@ class Recorder:
         self.parts[name].changed(now=True)
 
     async def durable(self, names: list[str]) -> None:
-        """Wait until the ends of the phases ``names`` are written (or could not be)."""
-        writing = [w for n in names if (w := self.parts[n].writing) is not None]
+        """Wait until the run's header and the ends of the phases ``names`` are written (or
+        could not be): a phase starts only once a reader of its part can read the record."""
+        writing = [w for part in (self.header, *(self.parts[n] for n in names)) if (w := part.writing) is not None]
         if writing:
             await asyncio.wait(writing)
 
