@@ -173,6 +173,7 @@ def test_trace_of_a_completed_run_with_a_retried_request_is_its_record(
     (draft_call,), (polish_call,) = ([c for s in p["stages"] for c in s["calls"]] for p in record["phases"])
     assert (draft_call["agent"], draft_call["attempts"], draft_call["model"]) == ("writer", 2, "openai/fake-model")
     assert (draft_call["prompt_tokens"], draft_call["completion_tokens"]) == (11, 7)
+    assert [(r["outcome"], r["status_code"]) for r in draft_call["requests"]] == [("failed", 429), ("answered", None)]
     assert polish_call["attempts"] == 1
     totals = record["totals"]
     assert totals["requests"] == fake_llm.count == 3
@@ -186,7 +187,8 @@ def test_trace_of_a_completed_run_with_a_retried_request_is_its_record(
     text = trace_text(run_id)
     assert f"{name_of(project)} ({run_id}) — completed in " in text
     assert "2 calls · 3 requests · 36 tokens (22 in, 14 out) · unpriced" in text  # fake-model has no price
-    assert "writer — completed" in text and "openai/fake-model · 2 requests · 18 tokens (11 in, 7 out)" in text
+    assert "writer — completed" in text
+    assert "openai/fake-model · 2 requests · 1 failed (HTTP 429) · 18 tokens (11 in, 7 out)" in text
     assert all(f"{stage} — completed" in text for stage in STAGES)
     assert text.count(SKIPPED) == 2
 
