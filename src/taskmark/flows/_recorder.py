@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
@@ -40,6 +40,9 @@ from taskmark.runs.record import (
     StageRecord,
     Totals,
 )
+
+if TYPE_CHECKING:
+    from taskmark.tasks import PhaseOutcome
 
 __all__ = ["Recorder", "now"]
 
@@ -125,6 +128,10 @@ class _Part:
                     await client.update_artifact(self.id, ArtifactUpdate(data=data))
             except Exception:  # noqa: BLE001 - a record that could not be written must not fail the run
                 _log.warning("could not write the run record (%s)", self.description, exc_info=True)
+
+
+_PHASE_END_FIELDS = ("outputs", "flags", "error", "failed_checks", "approval", "executed_branches")
+"""What a phase's outcome and its record share."""
 
 
 class Recorder:
@@ -213,32 +220,15 @@ class Recorder:
         record.stages[record.stages.index(stage)] = stage.model_copy(update=update)
         self.parts[phase].changed()
 
-    def phase_ended(
-        self,
-        name: str,
-        state: PhaseState,
-        *,
-        outputs: Any = None,  # noqa: ANN401
-        flags: dict[str, Any] | None = None,
-        error: str | None = None,
-        failed_checks: dict[str, list[str]] | None = None,
-        approval: dict[str, Any] | None = None,
-        executed_branches: list[str] | None = None,
-    ) -> None:
-        """A phase ended, ran not, or was stopped."""
-        self.phases[name] = self._phase(name, state).model_copy(
-            update={
-                "state": state,
-                "ended": now(),
-                "outputs": outputs,
-                "flags": flags or {},
-                "error": error,
-                "failed_checks": failed_checks or {},
-                "approval": approval,
-                "executed_branches": executed_branches,
-            }
+    def phase_ended(self, outcome: PhaseOutcome) -> None:
+        """A phase ended, ran not, or was stopped: ``outcome`` as the record names it
+        (COMPLETED → completed, ACCEPTED_WITH_ERRORS → accepted_with_errors, ...)."""
+        state = cast("PhaseState", outcome.outcome.lower())
+        fields = {f: getattr(outcome, f) for f in _PHASE_END_FIELDS}
+        self.phases[outcome.name] = self._phase(outcome.name, state).model_copy(
+            update={"state": state, "ended": now(), **fields}
         )
-        self.parts[name].changed(now=True)
+        self.parts[outcome.name].changed(now=True)
 
     async def durable(self, names: list[str]) -> None:
         """Wait until the run's header and the ends of the phases ``names`` are written (or

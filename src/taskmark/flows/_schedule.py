@@ -46,21 +46,12 @@ from taskmark.blocks import describe_cost
 from taskmark.definition import Definition, Phase
 from taskmark.definition._graph import ancestors
 from taskmark.flows._recorder import Recorder
-from taskmark.runs.record import PhaseState, RunRecord, Totals
+from taskmark.runs.record import RunRecord, Totals
 from taskmark.tasks import PhaseOutcome, Runtime, run_lifecycle
 
 __all__ = ["PAUSE_TAG", "run_phases"]
 
 _log = logging.getLogger("taskmark.flows")
-
-_STATES: dict[str, PhaseState] = {
-    "COMPLETED": "completed",
-    "ACCEPTED_WITH_ERRORS": "accepted_with_errors",
-    "FAILED": "failed",
-    "NOT_RUN": "not_run",
-    "TIMED_OUT": "timed_out",
-}
-"""A phase's outcome, as the run record names it."""
 
 PAUSE_TAG = "taskmark-pause"
 """A run carrying this tag holds before each phase that has not started (`taskmark pause`)."""
@@ -298,9 +289,8 @@ async def run_phases(
     edges = {p.name: p.depends_on for p in definition.phases}
     slots = asyncio.Semaphore(definition.metadata.max_concurrent_phases)
     started: dict[str, asyncio.Task[None]] = {}
-    outcomes: dict[str, PhaseOutcome] = {}
-    """Each phase that ended, written once by its own task here."""
-    running: set[str] = set()
+    outcomes: dict[str, PhaseOutcome] = {}  # each phase that ended, set once by its own task here
+    running: set[str] = set()  # started, not yet ended: what a timeout turns TIMED_OUT
     runs = _PhaseRuns(definition, inputs)
     assert runs.parent.flow_run is not None
     recorder = Recorder(runs.client, runs.parent.flow_run.id, definition, inputs, runs.parent.flow_run.run_count or 1)
@@ -309,16 +299,7 @@ async def run_phases(
     def ended(outcome: PhaseOutcome) -> None:
         outcomes[outcome.name] = outcome
         running.discard(outcome.name)
-        recorder.phase_ended(
-            outcome.name,
-            _STATES[outcome.outcome],
-            outputs=outcome.outputs,
-            flags=outcome.flags,
-            error=outcome.error,
-            failed_checks=outcome.failed_checks,
-            approval=outcome.approval,
-            executed_branches=outcome.executed_branches,
-        )
+        recorder.phase_ended(outcome)
 
     async def lifecycle(phase: Phase, upstream: dict[str, Any]) -> PhaseOutcome:
         run = runs.runs[phase.name]
