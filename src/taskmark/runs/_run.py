@@ -369,10 +369,9 @@ async def _wind_down(running: asyncio.Future[Any], flow_run_id: UUID, message: s
 async def _mark_cancelled(flow_run_id: UUID, message: str) -> State[Any]:
     """Set the run and its phases that did not end on their own Cancelled; the run's final state.
 
-    A phase the stop interrupted ends TimedOut (the phase scheduler reads a cancellation as the
-    run's timeout) or Crashed (Prefect's engine, told of no cancellation); but a run that is
-    being stopped has not timed out, so those phases are Cancelled like the run: one stop reads
-    the same everywhere.
+    The phase scheduler ends the phases it was running Cancelled; one that ended Crashed
+    (Prefect's engine, told of no cancellation) is Cancelled too: one stop reads the same
+    everywhere.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
@@ -384,7 +383,7 @@ async def _mark_cancelled(flow_run_id: UUID, message: str) -> State[Any]:
         )
         for child in children:
             ended = child.state
-            if ended is None or not ended.is_final() or ended.is_crashed() or ended.name == "TimedOut":
+            if ended is None or not ended.is_final() or ended.is_crashed():
                 await client.set_flow_run_state(child.id, Cancelled(message="The run was cancelled"), force=True)
         final: State[Any] = Cancelled(message=message)
         await client.set_flow_run_state(flow_run_id, final, force=True)

@@ -7,15 +7,9 @@ Loaded only inside the server process, by uvicorn::
 It is Prefect's own application (``prefect.server.api.server.create_app``) with one change
 on SQLite: every transaction begins ``IMMEDIATE``.
 
-Why: Prefect begins most write transactions ``DEFERRED``; they read first and then write.
-When two such transactions overlap, SQLite cannot upgrade the second one's read lock to a
-write lock without risking a deadlock, so it fails at once with ``database is locked``
-(``busy_timeout`` does not apply to a lock upgrade). Prefect answers HTTP 503, and the
-client backs off 2, 4, 8 s. Concurrent subflows create their parent task runs at the same
-moment, so a flow with four gathered async subflows took 10 s instead of 1.2 s. Beginning
-``IMMEDIATE`` takes the write lock up front, and a second writer waits on ``busy_timeout``
-(60 s in Prefect) instead of failing: the same flow then took 2.3 s with no 503.
-Readers are not affected: WAL mode lets them read while a writer holds the lock.
+Why: writers then queue on ``busy_timeout`` instead of failing with HTTP 503 when two
+transactions overlap (see :mod:`taskmark._engine`, where every change taskmark makes to
+Prefect's own behaviour lives).
 
 A PostgreSQL connection URL keeps Prefect's configuration unchanged.
 
@@ -30,45 +24,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from prefect.server.database import dependencies
-from prefect.server.database.configurations import AioSqliteConfiguration
 from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+from taskmark._engine import immediate_sqlite_configuration
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
-__all__ = ["ImmediateSqliteConfiguration", "create_app"]
+__all__ = ["create_app"]
 
 logger = logging.getLogger("taskmark.server")
-
-
-class ImmediateSqliteConfiguration(AioSqliteConfiguration):
-    """Prefect's SQLite configuration, with every transaction begun ``IMMEDIATE``."""
-
-    @asynccontextmanager
-    async def begin_transaction(
-        self, session: AsyncSession, with_for_update: bool = False
-    ) -> AsyncGenerator[AsyncSessionTransaction, None]:
-        """Begin a transaction that holds SQLite's write lock from its first statement.
-
-        Args:
-            session: The session to begin the transaction on.
-            with_for_update: Ignored: every transaction is begun as if it were ``True``.
-
-        Yields:
-            The transaction.
-        """
-        # Prefect maps with_for_update=True to BEGIN IMMEDIATE (its stand-in for
-        # SELECT ... FOR UPDATE on SQLite); asking for it always makes every writer queue
-        # on busy_timeout instead of failing on a read-to-write lock upgrade.
-        async with super().begin_transaction(session, with_for_update=True) as transaction:
-            yield transaction
 
 
 def _is_sqlite(url: str) -> bool:
@@ -92,7 +63,7 @@ def create_app() -> FastAPI:
     if _is_sqlite(url):
         # Set before the first request or service asks for the database interface, so
         # the API, the services and the migrations all use the same configuration.
-        dependencies.MODELS_DEPENDENCIES["database_config"] = ImmediateSqliteConfiguration(connection_url=url)
+        dependencies.MODELS_DEPENDENCIES["database_config"] = immediate_sqlite_configuration(url)
     app = create_prefect_app(final=True)
     # taskmark's launcher sets the address the server answers on; its sweep calls it there.
     api_url = os.environ.get("PREFECT_API_URL")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from contextvars import ContextVar
@@ -13,13 +12,11 @@ from typing import Any, Protocol, TypeVar
 from prefect import State, Task, task
 from prefect import tags as _tags
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import StateDetails, TaskRun, TaskRunPolicy
-from prefect.context import FlowRunContext, TagsContext
 from prefect.events import emit_event
 from prefect.logging.loggers import get_run_logger
-from prefect.states import Completed, Crashed, Failed, Pending, Running
-from prefect.utilities.engine import emit_task_run_state_change_event
+from prefect.states import Completed, Crashed, Failed
 
+from taskmark._engine import record_task_run
 from taskmark.blocks import (
     CallLabels,
     ChatModel,
@@ -155,12 +152,16 @@ class Runtime:
         try:
             result = await work()
         except Exception as exc:
-            _record_task_run(f"{phase}/{stage}", started, Failed(message=f"{type(exc).__name__}: {exc}"))
+            record_task_run(
+                f"{phase}/{stage}", _stage.task_key, started, Failed(message=f"{type(exc).__name__}: {exc}")
+            )
             raise
         except BaseException as exc:
-            _record_task_run(f"{phase}/{stage}", started, Crashed(message=f"{type(exc).__name__}: {exc}"))
+            record_task_run(
+                f"{phase}/{stage}", _stage.task_key, started, Crashed(message=f"{type(exc).__name__}: {exc}")
+            )
             raise
-        _record_task_run(f"{phase}/{stage}", started, Completed())
+        record_task_run(f"{phase}/{stage}", _stage.task_key, started, Completed())
         return result
 
     def _infer_task(self, phase: Phase, stage: str, agent: str) -> Task[Any, Any]:
@@ -325,47 +326,6 @@ def _logger() -> Any:  # noqa: ANN401 - a logger adapter
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _record_task_run(name: str, started: datetime, final: State[Any]) -> None:
-    """Record a finished stage as a task run of the current flow run: Pending, Running, final.
-
-    The same three task-run events Prefect's task engine emits (the server builds task runs
-    from them), without the engine's per-run work (contexts, transactions, result store,
-    hooks), which costs 5–7 ms of CPU per task run and does nothing for a pure stage.
-    """
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        return
-    flow_run_id = context.flow_run.id
-    task_run_id = uuid.uuid4()
-    dynamic_key = task_run_id.hex
-    details = {"task_run_id": task_run_id, "flow_run_id": flow_run_id}
-    pending: State[Any] = Pending(timestamp=started, state_details=StateDetails(**details))
-    running: State[Any] = Running(timestamp=started + timedelta(microseconds=1), state_details=StateDetails(**details))
-    final.state_details = StateDetails(**details)
-    final.timestamp = max(_now(), started + timedelta(microseconds=2))
-    run = TaskRun(
-        id=task_run_id,
-        name=name,
-        flow_run_id=flow_run_id,
-        task_key=_stage.task_key,
-        dynamic_key=dynamic_key,
-        empirical_policy=TaskRunPolicy(),
-        tags=list(TagsContext.get().current_tags or []),
-        expected_start_time=started,
-        state=pending,
-        created=started,
-        updated=started,
-    )
-    event = emit_task_run_state_change_event(task_run=run, initial_state=None, validated_state=pending)
-    run.state, run.run_count, run.start_time = running, 1, running.timestamp  # type: ignore[assignment]
-    event = emit_task_run_state_change_event(
-        task_run=run, initial_state=pending, validated_state=running, follows=event
-    )
-    run.state, run.end_time = final, final.timestamp  # type: ignore[assignment]
-    run.total_run_time = final.timestamp - running.timestamp
-    emit_task_run_state_change_event(task_run=run, initial_state=running, validated_state=final, follows=event)
 
 
 CURRENT_RUNTIME: ContextVar[Runtime] = ContextVar("taskmark_runtime")
