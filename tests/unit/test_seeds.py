@@ -16,7 +16,7 @@ DEFINITION = """# Two Steps
 name: two-steps
 requirements:
   topic: string
-  rounds: {type: integer, default: 1}
+  rounds: {type: integer, default: 1, maximum: 5}
   tone: {type: string, enum: [dry, warm], default: dry}
 ```
 
@@ -104,6 +104,10 @@ def test_a_good_seed_has_its_defaults_filled_in(base: Path) -> None:
             ],
         ),
         ('{"definition": "two.md"}', ["s-seed.json:1:1: error: params: missing required input 'topic' (string)"]),
+        (
+            '{"definition": "two.md", "params": {"topic": "x", "rounds": 9}}',
+            ["s-seed.json:1:61: error: params.rounds: expected at most 5; found 9"],
+        ),
     ],
     ids=[
         "syntax",
@@ -118,6 +122,7 @@ def test_a_good_seed_has_its_defaults_filled_in(base: Path) -> None:
         "each-param",
         "missing-input",
         "no-params",
+        "out-of-bounds",
     ],
 )
 def test_bad_seeds_have_located_errors(base: Path, text: str, expected: list[str]) -> None:

@@ -342,18 +342,19 @@ class Requirement(OutputConstraints):
         """The JSON Schema of the value: its type, enum and bounds (no title, description or default)."""
         return self.json_schema(self.type, {})
 
-    def problem(self, value: object, name: str = "") -> str | None:
+    def problem(self, value: object, name: str = "", *, as_json: bool = False) -> str | None:
         """Why ``value`` is not a valid value of this input (wrong type, outside a bound), or None.
 
         Args:
             value: The value.
             name: The input's name, to begin the message with (``tags[1]: ...``).
+            as_json: Show values as JSON, for a value read from a JSON file.
 
         Example:
             >>> Requirement(type="string", min_length=3).problem("ab")
             "expected at least 3 characters; found 'ab'"
         """
-        return value_problem(self.value_schema, value, name)
+        return value_problem(self.value_schema, value, name, as_json=as_json)
 
     @property
     def annotation(self) -> Any:  # noqa: ANN401 - a typing form

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,18 +24,19 @@ def _where(error: Any, name: str) -> str:  # noqa: ANN401 - a jsonschema Validat
     return f"{path}: " if path else ""
 
 
-def _show(value: object) -> str:
-    text = repr(value)
+def _show(value: object, as_json: bool) -> str:
+    text = json.dumps(value) if as_json else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def value_problem(schema: Mapping[str, Any], value: object, name: str = "") -> str | None:
+def value_problem(schema: Mapping[str, Any], value: object, name: str = "", *, as_json: bool = False) -> str | None:
     """Why ``value`` does not fit ``schema`` (its first problem, where it is inside the value), or None.
 
     Args:
         schema: A JSON Schema.
         value: The value.
         name: What to call the value where the message says where the problem is (``tags[1]: ...``).
+        as_json: Show values as JSON (``"dry"``, ``true``), for a value read from JSON; else as Python.
 
     Example:
         >>> value_problem({"type": "string", "minLength": 3}, "ab")
@@ -49,7 +51,7 @@ def value_problem(schema: Mapping[str, Any], value: object, name: str = "") -> s
         return None
     keyword = str(error.validator)
     if keyword == "enum":
-        said = "expected one of " + ", ".join(_show(v) for v in error.validator_value)
+        said = "expected one of " + ", ".join(_show(v, as_json) for v in error.validator_value)
     elif keyword in _SAID:
         words, noun = _SAID[keyword]
         said = words.format(error.validator_value)
@@ -57,4 +59,4 @@ def value_problem(schema: Mapping[str, Any], value: object, name: str = "") -> s
             said += f" {noun}" + ("" if error.validator_value == 1 else "s")
     else:  # required and additional keys of an object: jsonschema says it well
         return _where(error, name) + str(error.message)
-    return f"{_where(error, name)}{said}; found {_show(error.instance)}"
+    return f"{_where(error, name)}{said}; found {_show(error.instance, as_json)}"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskmark.definition import Definition, Location, Requirement, Spans, did_you_mean, matches_type, validate_file
+from taskmark.definition import Definition, Location, Spans, did_you_mean, validate_file
 from taskmark.errors import Diagnostic
 from taskmark.watch._json_spans import spans_of
 
@@ -270,7 +270,7 @@ class _Checker:
                     f"params: unknown input '{name}'; the definition's inputs are: {known}"
                     + did_you_mean(name, requirements),
                 )
-            elif (problem := _problem(requirement, item)) is not None:
+            elif (problem := requirement.problem(item, as_json=True)) is not None:
                 self.error(self.spans.value(("params", name)), f"params.{name}: {problem}")
             else:
                 filled[name] = item
@@ -283,11 +283,3 @@ class _Checker:
             else:
                 filled[name] = requirement.default
         return filled
-
-
-def _problem(requirement: Requirement, value: object) -> str | None:
-    if not matches_type(value, requirement.type):
-        return f"expected {requirement.type}; found {json.dumps(value)}"
-    if requirement.enum is not None and value not in requirement.enum:
-        return f"expected one of {', '.join(json.dumps(v) for v in requirement.enum)}; found {json.dumps(value)}"
-    return None
