@@ -26,10 +26,11 @@ client API, off the critical path:
 The server orchestrates each state as it would from Prefect's engine (the tracking task run
 follows its subflow's state).
 
-**Pure stages as task runs** (:func:`record_task_run`). A stage that runs no user code is
-taskmark's own code plus the calls it awaits (each a real task run): it runs inline and is
-recorded once it ended as a task run of its phase, through the three task-run events
-Prefect's task engine emits (the server builds task runs from them). The engine's own path
+**Stages as task runs** (:func:`run_stage`). A stage that runs user code (a handler, a custom
+step) runs under Prefect's task engine. Any other stage is taskmark's own code plus the calls
+it awaits (each a real task run): it runs inline and is recorded once it ended as a task run of
+its phase, through the three task-run events Prefect's task engine emits (the server builds
+task runs from them). The engine's own path
 costs 5–7 ms of CPU per task run (contexts, transactions, result store, hooks) and does
 nothing for such a stage.
 
@@ -50,19 +51,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from prefect import Flow, State, Task
+from prefect import Flow, State, Task, task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import FlowRunCreate
 from prefect.client.schemas.objects import FlowRun, FlowRunPolicy, FlowRunResult, StateDetails, TaskRun, TaskRunPolicy
 from prefect.context import FlowRunContext, TagsContext
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.logging.loggers import flow_run_logger, get_run_logger
-from prefect.states import Cancelled, Pending, Running, to_state_create
+from prefect.states import Cancelled, Completed, Crashed, Failed, Pending, Running, to_state_create
 from prefect.utilities.engine import emit_task_run_state_change_event
 
 if TYPE_CHECKING:
@@ -71,9 +74,11 @@ if TYPE_CHECKING:
 
     from taskmark.definition import Definition, Phase
 
-__all__ = ["PhaseRuns", "immediate_sqlite_configuration", "record_task_run"]
+__all__ = ["PhaseRuns", "immediate_sqlite_configuration", "run_stage"]
 
 _log = logging.getLogger("taskmark.flows")
+
+T = TypeVar("T")
 
 
 async def _phase(phase: str, inputs: dict[str, Any], upstream: dict[str, Any]) -> Any:  # noqa: ANN401
@@ -269,7 +274,37 @@ class PhaseRuns:
                 _log.warning("could not create a subflow run", exc_info=future.exception())
 
 
-def record_task_run(name: str, task_key: str, started: datetime, final: State[Any]) -> None:
+@task(cache_policy=NO_CACHE, persist_result=False)
+async def _stage(work: Callable[[], Awaitable[Any]]) -> Any:  # noqa: ANN401
+    return await work()
+
+
+@cache
+def _stage_task(phase: str, stage: str) -> Task[Any, Any]:
+    """The task of a stage that runs user code, built once per process (``with_options`` costs ~1 ms)."""
+    return _stage.with_options(name=f"{phase}/{stage}", task_run_name=f"{phase}/{stage}")
+
+
+async def run_stage(phase: str, stage: str, work: Callable[[], Awaitable[T]], *, runs_user_code: bool) -> T:
+    """Run a stage's ``work`` as the task run `PHASE/stage` of the current (phase) flow run:
+    under Prefect's task engine if it runs user code, else inline and recorded once it ended."""
+    if runs_user_code:
+        result: T = await _stage_task(phase, stage)(work)
+        return result
+    started = _now()
+    try:
+        result = await work()
+    except Exception as exc:
+        _record_task_run(f"{phase}/{stage}", started, Failed(message=f"{type(exc).__name__}: {exc}"))
+        raise
+    except BaseException as exc:
+        _record_task_run(f"{phase}/{stage}", started, Crashed(message=f"{type(exc).__name__}: {exc}"))
+        raise
+    _record_task_run(f"{phase}/{stage}", started, Completed())
+    return result
+
+
+def _record_task_run(name: str, started: datetime, final: State[Any]) -> None:
     """Record a finished stage as a task run of the current flow run: Pending, Running, final.
 
     The same three task-run events Prefect's task engine emits (the server builds task runs
@@ -291,7 +326,7 @@ def record_task_run(name: str, task_key: str, started: datetime, final: State[An
         id=task_run_id,
         name=name,
         flow_run_id=flow_run_id,
-        task_key=task_key,
+        task_key=_stage.task_key,
         dynamic_key=dynamic_key,
         empirical_policy=TaskRunPolicy(),
         tags=list(TagsContext.get().current_tags or []),

@@ -63,7 +63,7 @@ def context(
     from taskmark.context import Choice
     from taskmark.tasks import Runtime, preview_context
 
-    runtime = Runtime(definition, overrides=provider_overrides(model, api_base, api_key))
+    runtime = Runtime.of(definition, overrides=provider_overrides(model, api_base, api_key))
     previous, previews = call_api(
         lambda: preview_context(definition, target, inputs, runtime, Choice(pin=tuple(pin), exclude=tuple(exclude)))
     )

@@ -58,7 +58,7 @@ def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the produ
             inputs.setdefault(name, parameter.default)
         runtime = CURRENT_RUNTIME.get(None)
         if runtime is None or runtime.definition is not definition:
-            runtime = Runtime(definition)
+            runtime = Runtime.of(definition)
         runtime.flow_run_id = flow_run.get_id()
         token = CURRENT_RUNTIME.set(runtime)
         try:
@@ -74,7 +74,7 @@ def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the produ
         finally:
             CURRENT_RUNTIME.reset(token)
         final = _final_state(outcomes)
-        runtime.emit("execution:complete", state=final.type.value)
+        runtime.events.emit("execution:complete", state=final.type.value)
         return final
 
     body.__name__ = body.__qualname__ = definition.name.replace("-", "_")

@@ -110,7 +110,7 @@ async def run_phases(
             begin = time.perf_counter()
             running.add(phase.name)
             recorder.phase_started(phase.name)
-            runtime.emit("phase:start", phase=phase.name)
+            runtime.events.emit("phase:start", phase=phase.name)
             try:
                 outcome = await lifecycle(phase, upstream)
             except Exception as exc:  # noqa: BLE001 - a phase's crash must not stop its siblings
@@ -120,7 +120,7 @@ async def run_phases(
             ended(outcome)
             usage = recorder.totals(phase.name)
             _phase_line(runs, outcome, usage)
-            runtime.emit(
+            runtime.events.emit(
                 "phase:complete" if outcome.state == "COMPLETED" else "phase:failed",
                 phase=phase.name,
                 state=outcome.outcome.lower(),

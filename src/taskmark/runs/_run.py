@@ -232,7 +232,7 @@ async def _execute(
     from prefect.flow_engine import run_flow_async
 
     merged = {m: [*_HOOKS.get(m, []), *(hooks or {}).get(m, [])] for m in MOMENTS}
-    runtime = Runtime(definition, overrides=overrides, no_cache=no_cache, hooks=merged)
+    runtime = Runtime.of(definition, overrides=overrides, no_cache=no_cache, hooks=merged)
     token = CURRENT_RUNTIME.set(runtime)
     started = time.perf_counter()
     running = asyncio.ensure_future(run_flow_async(compiled, flow_run=flow_run, parameters=params, return_type="state"))

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from taskmark._engine import run_stage
 from taskmark.context import Bundle, Choice, render
 from taskmark.definition import (
     Agent,
@@ -112,7 +113,7 @@ class _Lifecycle:
 
         try:
             user_code = handler is not None or (name == "inference" and bool(self.custom_steps))
-            result: StageResult = await self.runtime.run_stage(self.phase.name, name, both, runs_user_code=user_code)
+            result: StageResult = await run_stage(self.phase.name, name, both, runs_user_code=user_code)
         except PhaseFailed as failure:
             self.ended(name, "failed", duration_s=time.perf_counter() - started, error=failure.reason)
             raise
@@ -201,7 +202,7 @@ class _Lifecycle:
     async def bundle(self, agent: Agent, layers: tuple[LLMSettings, ...], prompt: str) -> Bundle:
         """The context bundle of one call of ``agent`` with ``prompt``."""
         assert self.sources is not None
-        provider, settings = await self.runtime.settings(agent, layers)
+        provider, settings = await self.runtime.providers.for_call(agent, layers)
 
         async def summarise(text: str, tokens: int) -> str:
             ask = f"Summarise the text below in at most {tokens} tokens. Keep names, numbers and conclusions; add nothing.\n\n{text}"

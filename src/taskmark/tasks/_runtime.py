@@ -1,22 +1,22 @@
-"""What a run shares across its phases: provider resolution, task options, records."""
+"""What a run's phases share, one small object per job: provider resolution (:class:`Providers`),
+where an answer may be reused (:class:`AnswerScope`), events and hooks (:class:`Events`), and
+the agent call that uses them (:meth:`Runtime.call`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import cache
 from typing import Any, Protocol, TypeVar
 
 from prefect import State, Task, task
 from prefect import tags as _tags
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.logging.loggers import get_run_logger
-from prefect.states import Completed, Crashed, Failed
 
-from taskmark._engine import record_task_run
 from taskmark.blocks import (
     CallLabels,
     ChatModel,
@@ -37,11 +37,6 @@ from taskmark.runs.record import CallRecord, RunRecord, Totals
 __all__ = ["CURRENT_RUNTIME", "RecordSink", "Runtime"]
 
 T = TypeVar("T")
-
-
-@task(cache_policy=NO_CACHE, persist_result=False)
-async def _stage(work: Callable[[], Awaitable[Any]]) -> Any:  # noqa: ANN401
-    return await work()
 
 
 @task(persist_result=False)
@@ -101,31 +96,69 @@ class RecordSink(Protocol):
 
 
 @dataclass
-class Runtime:
-    """One run's shared state; lives in the flow's process, never in a parameter."""
+class Providers:
+    """Provider resolution: the provider of each (provider, model) a call names, resolved once per run."""
+
+    overrides: ProviderOverrides | None = None
+    """What `--model`, `--api-base` and `--api-key` change for every call."""
+    _resolved: dict[tuple[str | None, str | None], ChatModel] = field(default_factory=dict)
+
+    async def get(self, name: str | None, model: str | None) -> ChatModel:
+        """The provider for merged settings."""
+        if (name, model) not in self._resolved:
+            self._resolved[(name, model)] = await aresolve_provider(name, model=model, overrides=self.overrides)
+        return self._resolved[(name, model)]
+
+    async def for_call(self, agent: Agent, layers: tuple[LLMSettings, ...]) -> tuple[ChatModel, LLMSettings]:
+        """The provider and the settings of a call of ``agent``: step → phase → definition → agent → block."""
+        settings = merge_llm_settings(*layers, agent.llm)
+        return await self.get(settings.provider, settings.model), settings
+
+
+@dataclass
+class AnswerScope:
+    """Where an answer may be reused (the response cache's scope).
+
+    With a `cache:` TTL, by any identical request; else only by the same call of the same run
+    (the n-th call of this agent in this stage), so a retried run gets back what it already
+    paid for and a new run asks afresh. ``refresh`` (`--no-cache`) asks afresh every time.
+    """
 
     definition: Definition
-    overrides: ProviderOverrides | None = None
-    no_cache: bool = False
-    models: set[str] = field(default_factory=set)
-    """Every model that answered."""
-    flow_run_id: str | None = None
-    hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] = field(default_factory=dict)
-    """Python callbacks by moment (``phase:start``, ``phase:complete``, ...)."""
-    recorder: RecordSink | None = None
-    """The run record's writer, while the phases run."""
-    _providers: dict[tuple[str | None, str | None], ChatModel] = field(default_factory=dict)
+    refresh: bool = False
     _calls: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
+    def ttl(self, phase: Phase) -> float | None:
+        """How long, in seconds, an answer of ``phase`` may answer identical requests (its `cache:`), or None."""
+        cache = phase.options.cache or self.definition.metadata.cache
+        return None if cache is None else cache.ttl
+
+    def key(self, run_id: str | None, phase: Phase, stage: str, agent: str) -> str | None:
+        """The scope of the next call of ``agent`` in ``stage``: None where identical requests share answers."""
+        if (phase.options.cache or self.definition.metadata.cache) is not None:
+            return None
+        place = (phase.name, stage, agent)
+        self._calls[place] = n = self._calls.get(place, 0) + 1
+        return f"{run_id}/{phase.name}/{stage}/{agent}/{n}"
+
+
+@dataclass
+class Events:
+    """A run's events: Python hooks by moment (``phase:start``, ``phase:complete``, ...) and
+    Prefect's event stream (`taskmark.phase.completed`, ...)."""
+
+    definition: str
+    hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] = field(default_factory=dict)
+
     def emit(self, moment: str, **payload: Any) -> None:  # noqa: ANN401
-        """Tell the hooks, and Prefect's event stream (`taskmark.phase.completed`, ...)."""
-        payload = {"definition": self.definition.name, **payload}
+        """Tell the hooks, then Prefect's event stream."""
+        payload = {"definition": self.definition, **payload}
         for hook in self.hooks.get(moment, []):
             hook(payload)
         kind, _, what = moment.partition(":")
         past = {"start": "started", "complete": "completed", "failed": "failed"}.get(what, what)
         resource = {
-            "prefect.resource.id": f"taskmark.{kind}.{self.definition.name}"
+            "prefect.resource.id": f"taskmark.{kind}.{self.definition}"
             + (f".{payload['phase']}" if "phase" in payload else "")
         }
         emit_event(
@@ -134,68 +167,37 @@ class Runtime:
             payload={k: v for k, v in payload.items() if v is not None},
         )
 
-    async def run_stage(self, phase: str, stage: str, work: Callable[[], Awaitable[T]], *, runs_user_code: bool) -> T:
-        """Run a stage's ``work`` as the task run `PHASE/stage`.
 
-        A stage that runs user code (a handler, a custom step) runs under Prefect's task
-        engine. Any other stage is taskmark's own pure code plus the agent calls it awaits
-        (each a task run of its own): it runs inline and is recorded as a task run with its
-        start, end and final state, through the same task-run events Prefect's engine emits.
-        """
-        if runs_user_code:
-            result: T = await _task(
-                ("stage", phase, stage),
-                lambda: _stage.with_options(name=f"{phase}/{stage}", task_run_name=f"{phase}/{stage}"),
-            )(work)
-            return result
-        started = _now()
-        try:
-            result = await work()
-        except Exception as exc:
-            record_task_run(
-                f"{phase}/{stage}", _stage.task_key, started, Failed(message=f"{type(exc).__name__}: {exc}")
-            )
-            raise
-        except BaseException as exc:
-            record_task_run(
-                f"{phase}/{stage}", _stage.task_key, started, Crashed(message=f"{type(exc).__name__}: {exc}")
-            )
-            raise
-        record_task_run(f"{phase}/{stage}", _stage.task_key, started, Completed())
-        return result
+@dataclass
+class Runtime:
+    """One run's shared state; lives in the flow's process, never in a parameter."""
 
-    def _infer_task(self, phase: Phase, stage: str, agent: str) -> Task[Any, Any]:
-        cache = phase.options.cache or self.definition.metadata.cache
-        ttl = None if cache is None else cache.ttl
-        return _task(
-            ("infer", phase.name, stage, agent, ttl, self.no_cache),
-            lambda: _infer.with_options(
-                name=f"{phase.name}/{stage}",
-                task_run_name=f"{phase.name}/{stage}: {agent}",
-                **llm_cache_options(ttl, refresh=self.no_cache),
-            ),
+    definition: Definition
+    providers: Providers
+    answers: AnswerScope
+    events: Events
+    flow_run_id: str | None = None
+    recorder: RecordSink | None = None
+    """The run record's writer, while the phases run."""
+    models: set[str] = field(default_factory=set)
+    """Every model that answered."""
+
+    @classmethod
+    def of(
+        cls,
+        definition: Definition,
+        *,
+        overrides: ProviderOverrides | None = None,
+        no_cache: bool = False,
+        hooks: dict[str, list[Callable[[dict[str, Any]], Any]]] | None = None,
+    ) -> Runtime:
+        """The runtime of a run of ``definition``."""
+        return cls(
+            definition,
+            Providers(overrides),
+            AnswerScope(definition, refresh=no_cache),
+            Events(definition.name, hooks or {}),
         )
-
-    def _scope(self, phase: Phase, stage: str, agent: str) -> str | None:
-        """Where an answer may be reused: with a `cache:` TTL, by any identical request; else
-        only by the same call of the same run (the n-th call of this agent in this stage), so
-        a retried run gets back what it already paid for and a new run asks afresh."""
-        if (phase.options.cache or self.definition.metadata.cache) is not None:
-            return None
-        place = (phase.name, stage, agent)
-        self._calls[place] = n = self._calls.get(place, 0) + 1
-        return f"{self.flow_run_id}/{phase.name}/{stage}/{agent}/{n}"
-
-    async def provider(self, name: str | None, model: str | None) -> ChatModel:
-        """The provider for merged settings, resolved once per run."""
-        if (name, model) not in self._providers:
-            self._providers[(name, model)] = await aresolve_provider(name, model=model, overrides=self.overrides)
-        return self._providers[(name, model)]
-
-    async def settings(self, agent: Agent, layers: tuple[LLMSettings, ...]) -> tuple[ChatModel, LLMSettings]:
-        """The provider and the settings of a call of ``agent``: step → phase → definition → agent → block."""
-        settings = merge_llm_settings(*layers, agent.llm)
-        return await self.provider(settings.provider, settings.model), settings
 
     async def call(
         self,
@@ -211,8 +213,8 @@ class Runtime:
     ) -> Completion:
         """Ask ``agent`` (settings merged as :meth:`settings` says); ``tags`` go on the call's task run;
         ``loop_round`` is a refine loop's round, which keeps the response cache from answering it with an earlier one."""
-        scope = self._scope(phase, stage, agent.id)  # before any await: parallel calls number in step order
-        provider, settings = await self.settings(agent, layers)
+        scope = self.answers.key(self.flow_run_id, phase, stage, agent.id)  # before any await: in step order
+        provider, settings = await self.providers.for_call(agent, layers)
         retry = self.definition.metadata.retry
         overrides = {
             "temperature": settings.temperature,
@@ -223,7 +225,7 @@ class Runtime:
         labels = CallLabels(
             definition=self.definition.name, phase=phase.name, stage=stage, agent=agent.id, round=loop_round
         )
-        infer = self._infer_task(phase, stage, agent.id)
+        infer = _infer_task(phase.name, stage, agent.id, self.answers.ttl(phase), self.answers.refresh)
         messages = agent_messages(agent, prompt)
         began = _now()
         with _tags(*tags) if tags else nullcontext():
@@ -302,14 +304,14 @@ class Runtime:
         self.recorder.call_ended(phase, stage, call)
 
 
-_TASKS: dict[tuple[Any, ...], Task[Any, Any]] = {}
-
-
-def _task(key: tuple[Any, ...], make: Callable[[], Task[Any, Any]]) -> Task[Any, Any]:
-    """A configured task, built once per process (``with_options`` costs ~1 ms each)."""
-    if key not in _TASKS:
-        _TASKS[key] = make()
-    return _TASKS[key]
+@cache
+def _infer_task(phase: str, stage: str, agent: str, ttl: float | None, refresh: bool) -> Task[Any, Any]:
+    """The task of a call, built once per process (``with_options`` costs ~1 ms each)."""
+    return _infer.with_options(
+        name=f"{phase}/{stage}",
+        task_run_name=f"{phase}/{stage}: {agent}",
+        **llm_cache_options(ttl, refresh=refresh),
+    )
 
 
 def _logger() -> Any:  # noqa: ANN401 - a logger adapter
