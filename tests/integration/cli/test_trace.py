@@ -13,6 +13,7 @@ import hashlib
 import json
 import signal
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,6 +248,31 @@ def test_trace_of_a_refine_loop_ending_at_its_limit_says_accepted_with_errors(
     assert "writer still fails: " in text and "output.n > 100" in text
     assert "writer — completed" in text and " · round 1 · " in text
     assert "critique — completed" in text and "refine — completed" in text
+
+
+def test_trace_of_a_timed_out_run_is_its_record(project: Path, fake_llm: FakeOpenAIServer) -> None:
+    never = threading.Event()  # Polish's request is answered only once the test is over
+
+    def reply(request: RecordedRequest) -> Reply:
+        if "Polish" in request.messages[-1]["content"]:
+            never.wait(120)
+        return Reply(content="drafted")
+
+    fake_llm.default = reply
+    slow = write(project.parent, DEFINITION.replace("retry:", "maxExecutionTime: 20s\nretry:"))
+    try:
+        run_id = run_once(slow, exit_code=1)
+    finally:
+        never.set()
+
+    record = trace_json(run_id)
+    text = trace_text(run_id)
+
+    assert record == recorded(run_id) and record["outcome"] == "timed_out"
+    assert [(p["name"], p["state"]) for p in record["phases"]] == [("Draft", "completed"), ("Polish", "timed_out")]
+    assert record["phases"][0]["outputs"] == "drafted"  # the finished phase keeps its output
+    assert record["totals"]["requests"] == 1  # Polish's request never came back
+    assert "— timed out in " in text and "Polish — timed out" in text
 
 
 def test_trace_of_a_retried_run_shows_each_attempt(project: Path, fake_llm: FakeOpenAIServer) -> None:
