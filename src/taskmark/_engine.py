@@ -19,8 +19,12 @@ client API, off the critical path:
 - when a later phase starts, its Running state is written in the background; its stages run
   at once in a flow-run context of its subflow run, so their task runs belong to it, as under
   Prefect's engine;
-- when its lifecycle returns, its final state (Completed, Failed, TimedOut) is written in the
-  background, after its Running state; a phase that never ran ends Cancelled (`NotRun`);
+- while it runs, it sends heartbeats as Prefect's engine does for every flow run (at start,
+  then each ``flows.heartbeat_frequency`` seconds): the crash automation and the local
+  server's sweep then tell a live phase from one whose process died, as they do its run;
+- when its lifecycle returns, its final state (Completed, Failed, TimedOut, Cancelled) is
+  written in the background, after its Running state; a phase that never ran ends Cancelled
+  (`NotRun`);
 - the parent flow run completes only after every such write: no subflow outlives its parent.
 
 The server orchestrates each state as it would from Prefect's engine (the tracking task run
@@ -57,14 +61,17 @@ from datetime import datetime, timedelta, timezone
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import prefect
 from prefect import Flow, State, Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import FlowRunCreate
 from prefect.client.schemas.objects import FlowRun, FlowRunPolicy, FlowRunResult, StateDetails, TaskRun, TaskRunPolicy
 from prefect.context import FlowRunContext, TagsContext
+from prefect.events import emit_event
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.logging.loggers import flow_run_logger, get_run_logger
+from prefect.settings import get_current_settings
 from prefect.states import Cancelled, Completed, Crashed, Failed, Pending, Running, to_state_create
 from prefect.utilities.engine import emit_task_run_state_change_event
 
@@ -77,6 +84,9 @@ if TYPE_CHECKING:
 __all__ = ["PhaseRuns", "immediate_sqlite_configuration", "run_stage"]
 
 _log = logging.getLogger("taskmark.flows")
+
+_MINIMUM_HEARTBEAT_S = 30
+"""Prefect's own floor on ``flows.heartbeat_frequency``."""
 
 T = TypeVar("T")
 
@@ -121,6 +131,8 @@ class _PhaseRun:
         self.created = asyncio.ensure_future(self._create())
         self._last: asyncio.Future[None] = self.created  # type: ignore[assignment]
         self.finished = False
+        self.beating: FlowRunContext | None = None
+        """The subflow run's context while it runs: what the heartbeats are sent for."""
 
     async def _create(self) -> FlowRun:
         client, parent = self.runs.client, self.runs.parent
@@ -206,7 +218,7 @@ class _PhaseRun:
             self._then(lambda run: self.runs.set_state(run, running))
         parent = self.runs.parent
         get_run_logger(parent).info(f"Beginning subflow run {flow_run.name!r} for flow {self.flow.name!r}")
-        return FlowRunContext(
+        context = FlowRunContext(
             flow=self.flow,
             flow_run=flow_run,
             parameters={"phase": self.phase.name, "inputs": self.runs.inputs, "upstream": upstream},
@@ -216,6 +228,10 @@ class _PhaseRun:
             persist_result=False,
             log_prints=parent.log_prints,
         )
+        if self.runs.heartbeat_s is not None:
+            self.beating = context
+            self.heartbeat()
+        return context
 
     async def settled(self) -> None:
         """Wait until every state written so far has been answered."""
@@ -225,8 +241,27 @@ class _PhaseRun:
         """Write the final state behind the ones before it."""
         if self.finished:
             return
-        self.finished = True
+        self.finished, self.beating = True, None
         self._then(lambda run: self._final(run, state))
+
+    def heartbeat(self) -> None:
+        """Tell the server the subflow run's process is alive, as Prefect's engine does each
+        ``flows.heartbeat_frequency`` seconds (an automation marks silent runs Crashed). Sent
+        from a copy of its own flow-run context, so the event names its flow and tags as the
+        engine's would (the events worker reads them from the context)."""
+        if self.beating is None:
+            return
+        run = self.beating.flow_run
+        assert run is not None
+        with self.beating.model_copy():
+            emit_event(
+                event="prefect.flow-run.heartbeat",
+                resource={
+                    "prefect.resource.id": f"prefect.flow-run.{run.id}",
+                    "prefect.resource.name": run.name,
+                    "prefect.version": prefect.__version__,
+                },
+            )
 
     async def _final(self, run: FlowRun, state: State[Any]) -> None:
         await self.runs.set_state(run, state)
@@ -255,6 +290,16 @@ class PhaseRuns:
             if not phase.depends_on:
                 self.roots.append(self.runs[phase.name].created)
         self.pending.update(r.created for r in self.runs.values())  # type: ignore[misc]
+        frequency = get_current_settings().flows.heartbeat_frequency
+        self.heartbeat_s = None if frequency is None else max(frequency, _MINIMUM_HEARTBEAT_S)
+        self.heartbeats = None if self.heartbeat_s is None else asyncio.ensure_future(self._beat(self.heartbeat_s))
+
+    async def _beat(self, seconds: float) -> None:
+        """Each running phase's heartbeat, every ``seconds``, until the phases are drained."""
+        while True:
+            await asyncio.sleep(seconds)
+            for run in self.runs.values():
+                run.heartbeat()
 
     async def set_state(self, run: FlowRun, state: State[Any]) -> None:
         result = await self.client.set_flow_run_state(run.id, state)
@@ -267,6 +312,8 @@ class PhaseRuns:
         """Wait for every write; phases that never started end Cancelled (NotRun)."""
         for run in self.runs.values():
             run.finish(Cancelled(name="NotRun", message="the phase did not run"))
+        if self.heartbeats is not None:
+            self.heartbeats.cancel()
         while self.pending - {f for f in self.pending if f.done()}:
             await asyncio.wait(self.pending)
         for future in self.pending:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,44 @@ async def test_every_state_taskmark_writes_is_accepted_in_order(
     found = await eventually(stage_histories, message="the stages' task runs")  # they arrive as events
     assert len(expected) >= 5  # ingestion, promptTemplating, inference, parsing, integration and the call
     assert found == {name: ["Pending", "Running", "Completed"] for name in expected}
+
+
+async def test_each_phase_that_runs_sends_heartbeats_as_a_flow_run_does(
+    llm: FakeOpenAIServer, overrides: ProviderOverrides, write: Write
+) -> None:
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    llm.default = lambda r: Reply(status=400, error_message="bad") if prompt_of(r).endswith("slow") else Reply()
+    path = write("beats", DAG.format(name="contract-beats"))
+    began = datetime.now(timezone.utc)
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30}):
+        result = await arun(path, overrides=overrides)
+    assert result.state == "FAILED"
+    parent = await _run_named("contract-beats")
+    assert parent is not None
+    phases = await _phases(parent)
+
+    async def beating() -> set[str]:
+        async with get_client() as client:
+            page = await client.read_events(
+                EventFilter(
+                    occurred=EventOccurredFilter(since=began, until=datetime.now(timezone.utc) + timedelta(minutes=1)),
+                    event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+                    resource=EventResourceFilter(id=[f"prefect.flow-run.{r.id}" for r in phases.values()]),
+                ),
+                limit=50,
+            )
+        by_id = {f"prefect.flow-run.{r.id}": name for name, r in phases.items()}
+        heard = {by_id[e.resource.id] for e in page.events}
+        assert heard == {"Start", "Slow", "Side"}, heard  # After never ran
+        flows = {e.resource.id: {r.id for r in e.related if r.role == "flow"} for e in page.events}
+        assert {n: flows[f"prefect.flow-run.{phases[n].id}"] for n in heard} == {
+            n: {f"prefect.flow.{phases[n].flow_id}"} for n in heard
+        }, [e.related for e in page.events]
+        return heard
+
+    await eventually(beating, message="the phases' heartbeats")  # the server stores events in batches
 
 
 async def test_cancelling_as_the_ui_does_stops_the_running_phases(
