@@ -102,12 +102,15 @@ def record_of(run: FlowRun, parts: list[dict[str, Any]]) -> RunRecord:
     error = header.get("error")
     if state in _STOPPED:
         outcome, error = _STOPPED[state], (run.state.message if run.state else None) or error
-        for name, phase in phases.items():
-            if phase.state in ("pending", "running"):
-                phases[name] = phase.model_copy(update={"state": outcome})
     elif outcome not in FINAL_OUTCOMES and run.state is not None and run.state.is_final():
         outcome = "completed" if run.state.is_completed() else "failed"
         error = error or run.state.message
+    if run.state is not None and run.state.is_final():
+        # A phase whose end was never written (its process stopped first: killed, cancelled,
+        # or Prefect's own flow timeout behind a stalled server) ended with its run.
+        for name, phase in phases.items():
+            if phase.state in ("pending", "running"):
+                phases[name] = phase.model_copy(update={"state": outcome})
 
     for name in order:  # phases that never started: pending while the run goes on
         if name not in phases:

@@ -60,3 +60,13 @@ def test_each_run_gets_its_own_parts_and_a_run_without_any_gets_none() -> None:
 
 def test_no_runs_no_records() -> None:
     assert records_of([], []) == {}
+
+
+def test_a_phase_whose_end_was_never_written_ends_with_its_run() -> None:
+    # Prefect's own flow timeout stopped the run before the phase's end was written.
+    run = _run(Failed(name="TimedOut", message="Flow run exceeded timeout of 50.0 second(s)"))
+    records = records_of([run], [_header(run, outcome="timed_out"), _phase(run, 3, state="running")])
+
+    record = records[run.id]
+    assert record is not None and record.outcome == "timed_out"
+    assert [(p.name, p.state) for p in record.phases] == [("A", "timed_out")]
