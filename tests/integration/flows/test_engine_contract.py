@@ -235,6 +235,11 @@ async def test_cancelling_as_the_ui_does_stops_the_running_phases(
         running = asyncio.ensure_future(arun(path, overrides=overrides))
         parent = await eventually(lambda: _run_named("contract-cancel"), interval=0.5, message="the run")
         await eventually(lambda: any(prompt_of(r).endswith("slow") for r in llm.requests), message="Slow's call")
+
+        async def side_done() -> bool:
+            return (await _phases(parent))["Side"].state_name == "Completed"
+
+        await eventually(side_done, interval=0.5, message="Side to complete")  # Slow alone is running
         calls = llm.count
         async with get_client() as client:
             # The UI's Cancel button: the parent set Cancelling, not forced.
