@@ -85,9 +85,6 @@ __all__ = ["PhaseRuns", "immediate_sqlite_configuration", "run_stage"]
 
 _log = logging.getLogger("taskmark.flows")
 
-_MINIMUM_HEARTBEAT_S = 30
-"""Prefect's own floor on ``flows.heartbeat_frequency``."""
-
 T = TypeVar("T")
 
 
@@ -290,8 +287,10 @@ class PhaseRuns:
             if not phase.depends_on:
                 self.roots.append(self.runs[phase.name].created)
         self.pending.update(r.created for r in self.runs.values())  # type: ignore[misc]
+        from prefect.flow_engine import MINIMUM_HEARTBEAT_INTERVAL  # loaded by the running parent flow
+
         frequency = get_current_settings().flows.heartbeat_frequency
-        self.heartbeat_s = None if frequency is None else max(frequency, _MINIMUM_HEARTBEAT_S)
+        self.heartbeat_s = None if frequency is None else max(frequency, MINIMUM_HEARTBEAT_INTERVAL)
         self.heartbeats = None if self.heartbeat_s is None else asyncio.ensure_future(self._beat(self.heartbeat_s))
 
     async def _beat(self, seconds: float) -> None:

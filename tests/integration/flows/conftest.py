@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect.client.schemas.objects import FlowRun
 from pydantic import SecretStr
 
 from support.fake_openai import FakeOpenAIServer, RecordedRequest, Reply
@@ -24,6 +25,16 @@ def llm(fake_llm: FakeOpenAIServer, prefect_harness: None) -> Iterator[FakeOpenA
 @pytest.fixture
 def overrides(llm: FakeOpenAIServer) -> ProviderOverrides:
     return ProviderOverrides(model="openai/fake-model", api_base=llm.api_base, api_key=SecretStr("sk-test-not-real"))
+
+
+async def flow_run_of(name: str) -> FlowRun | None:
+    """The newest run of the flow ``name`` on the test server, or None."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[name])))
+    return runs[0] if runs else None
 
 
 def prompt_of(request: RecordedRequest) -> str:

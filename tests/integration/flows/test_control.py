@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
 
 from support.fake_openai import FakeOpenAIServer, Reply
@@ -21,7 +21,7 @@ from support.waiting import eventually
 from taskmark.blocks import ProviderOverrides
 from taskmark.runs._run import RunResult, arun
 
-from .conftest import prompt_of
+from .conftest import flow_run_of, prompt_of
 
 DEADLINE_S = 120.0
 """How long a run may take to react before the test fails (a deadline, not a measurement)."""
@@ -55,12 +55,6 @@ def taskmark(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     command = [str(Path(sys.executable).with_name("taskmark")), *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
-
-
-async def flow_run_of(name: str) -> FlowRun | None:
-    async with get_client() as client:
-        runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[name])))
-    return runs[0] if runs else None
 
 
 async def paused_phase(run: FlowRun) -> FlowRun | None:

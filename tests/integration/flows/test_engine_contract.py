@@ -27,7 +27,7 @@ from taskmark import aread_run
 from taskmark.blocks import ProviderOverrides
 from taskmark.runs._run import arun
 
-from .conftest import prompt_of
+from .conftest import flow_run_of, prompt_of
 
 Write = Callable[[str, str], Path]
 
@@ -78,14 +78,6 @@ def _held(word: str, gate: threading.Event) -> Callable[[Any], Reply]:
     return reply
 
 
-async def _run_named(name: str) -> FlowRun | None:
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
-
-    async with get_client() as client:
-        runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[name])))
-    return runs[0] if runs else None
-
-
 async def _phases(parent: FlowRun) -> dict[str, FlowRun]:
     async with get_client() as client:
         children = await client.read_flow_runs(
@@ -115,7 +107,7 @@ async def test_the_run_graph_draws_each_phase_once_with_its_edges_while_it_runs_
     path = write("graph", DAG.format(name="contract-graph"))
     running = asyncio.ensure_future(arun(path, overrides=overrides))
     try:
-        parent = await eventually(lambda: _run_named("contract-graph"), interval=0.5, message="the run")
+        parent = await eventually(lambda: flow_run_of("contract-graph"), interval=0.5, message="the run")
         await eventually(lambda: any(prompt_of(r).endswith("slow") for r in llm.requests), message="Slow's call")
 
         async def drawn() -> bool:
@@ -140,7 +132,7 @@ async def test_every_state_taskmark_writes_is_accepted_in_order(
     result = await arun(path, overrides=overrides)
     assert result.state == "FAILED"
     assert result.flow_run_id is not None
-    parent = await _run_named("contract-states")
+    parent = await flow_run_of("contract-states")
     assert parent is not None
     phases = await _phases(parent)
     async with get_client() as client:
@@ -199,7 +191,7 @@ async def test_each_phase_that_runs_sends_heartbeats_as_a_flow_run_does(
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30}):
         result = await arun(path, overrides=overrides)
     assert result.state == "FAILED"
-    parent = await _run_named("contract-beats")
+    parent = await flow_run_of("contract-beats")
     assert parent is not None
     phases = await _phases(parent)
 
@@ -233,7 +225,7 @@ async def test_cancelling_as_the_ui_does_stops_the_running_phases(
     path = write("cancel", DAG.format(name="contract-cancel"))
     try:
         running = asyncio.ensure_future(arun(path, overrides=overrides))
-        parent = await eventually(lambda: _run_named("contract-cancel"), interval=0.5, message="the run")
+        parent = await eventually(lambda: flow_run_of("contract-cancel"), interval=0.5, message="the run")
         await eventually(lambda: any(prompt_of(r).endswith("slow") for r in llm.requests), message="Slow's call")
 
         async def side_done() -> bool:
