@@ -192,21 +192,6 @@ def call_api(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
             raise typer.Exit(code=2) from None
 
 
-def _typed(definition: Definition, key: str, raw: str) -> Any:  # noqa: ANN401
-    requirement = definition.metadata.requirements.get(key)
-    if requirement is None:
-        known = ", ".join(definition.metadata.requirements) or "none"
-        raise typer.BadParameter(f"unknown input '{key}'; the definition's inputs are: {known}", param_hint="--param")
-    if requirement.type == "string":
-        return raw
-    try:
-        return json.loads(raw)  # numbers, booleans, arrays and objects are JSON
-    except ValueError:
-        raise typer.BadParameter(
-            f"{key}: expected {requirement.type} (as JSON); found {raw!r}", param_hint="--param"
-        ) from None
-
-
 def parse_inputs(definition: Definition, params: list[str], params_file: Path | None) -> dict[str, Any]:
     """The inputs given as ``--param K=V`` (typed by the requirements) over a JSON ``--params-file``.
 
@@ -223,18 +208,21 @@ def parse_inputs(definition: Definition, params: list[str], params_file: Path | 
         if not isinstance(loaded, dict):
             raise typer.BadParameter(f"{params_file}: expected a JSON object of inputs", param_hint="--params-file")
         inputs.update(loaded)
+    given: set[str] = set()  # the names given with --param, to point at the right flag
     for item in params:
         key, sep, raw = item.partition("=")
         if not sep:
             raise typer.BadParameter(f"expected K=V; found {item!r}", param_hint="--param")
-        inputs[key.strip()] = _typed(definition, key.strip(), raw)
+        try:
+            inputs[key.strip()] = definition.metadata.inputs.parse(key.strip(), raw)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--param") from None
+        given.add(key.strip())
     # Checked here, before a server is started or a run made: type and bounds, as the flow will.
-    requirements = definition.metadata.requirements
-    for key, value in inputs.items():
-        problem = requirements[key].problem(value, key) if key in requirements else None
-        if problem is not None:
-            hint = "--param" if any(p.partition("=")[0].strip() == key for p in params) else "--params-file"
-            raise typer.BadParameter(problem, param_hint=hint)
+    problems = definition.metadata.inputs.problems(inputs, complete=False)
+    if problems:
+        first = problems[0]
+        raise typer.BadParameter(first.message, param_hint="--param" if first.name in given else "--params-file")
     return inputs
 
 

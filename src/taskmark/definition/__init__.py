@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from taskmark.definition._expressions import FUNCTIONS, check_expression, evaluate
 from taskmark.definition._graph import render_graph
+from taskmark.definition._inputs import InputProblem, Inputs
 from taskmark.definition._load import Report, load_definition, validate_file
 from taskmark.definition._model import (
     AGGREGATE_KINDS,
@@ -48,6 +49,7 @@ from taskmark.definition._spec import (
     merge_context,
 )
 from taskmark.definition._templates import render_template
+from taskmark.definition._values import typed_value
 
 __all__ = [
     "AGGREGATE_KINDS",
@@ -65,6 +67,8 @@ __all__ = [
     "CustomStep",
     "Definition",
     "InlineAgent",
+    "InputProblem",
+    "Inputs",
     "LLMSettings",
     "KeyPath",
     "Location",
@@ -95,5 +99,6 @@ __all__ = [
     "register_step_kind",
     "render_graph",
     "render_template",
+    "typed_value",
     "validate_file",
 ]

@@ -396,21 +396,15 @@ class _Loader:
         idle = never_fires(schedule.cron) if schedule.cron is not None else None
         if idle is not None:
             self.reporter.warning(spans.value(("schedule", "cron")), f"schedule.cron: {idle}")
-        requirements = metadata.requirements
-        for key, value in schedule.parameters.items():
-            where = spans.key(("schedule", "parameters", key))
-            if key in requirements:
-                if (problem := requirements[key].problem(value)) is not None:
-                    self.reporter.error(where, f"schedule parameter '{key}': {problem}")
-            elif key not in (self.inputs or ()):
+        for problem in metadata.inputs.problems(schedule.parameters, within="schedule.parameters."):
+            if problem.kind == "invalid":
+                self.reporter.error(spans.value(("schedule", "parameters", problem.name)), problem.message)
+            elif problem.kind == "missing":
+                self.reporter.error(spans.key(("schedule",)), f"schedule.parameters: {problem.message}")
+            elif problem.name not in (self.inputs or ()):  # else its requirement is in error already
                 self.reporter.error(
-                    where, f"schedule parameter '{key}' is not a requirement" + did_you_mean(str(key), requirements)
+                    spans.key(("schedule", "parameters", problem.name)), f"schedule.parameters: {problem.message}"
                 )
-        missing = [n for n, r in requirements.items() if r.required and n not in schedule.parameters]
-        if missing:
-            self.reporter.error(
-                spans.key(("schedule",)), "schedule: give parameters for the required inputs " + ", ".join(missing)
-            )
 
     def _approval_prompt_at(self, phase: Phase) -> Location | None:
         """Where the text of ``phase``'s approval prompt starts, if it has one."""

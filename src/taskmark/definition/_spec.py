@@ -28,6 +28,7 @@ from pydantic.alias_generators import to_camel
 
 from taskmark.definition._cron import check_cron
 from taskmark.definition._durations import ACCEPTED_FORMS, parse_duration
+from taskmark.definition._inputs import Inputs
 from taskmark.definition._source import Location, did_you_mean
 from taskmark.definition._values import value_problem
 
@@ -503,6 +504,11 @@ class Metadata(Spec):
             if name in RESERVED_NAMES:
                 raise ValueError(f"requirement name '{name}' is reserved; pick another")
         return value
+
+    @property
+    def inputs(self) -> Inputs:
+        """The inputs runs take, typed from :attr:`requirements`: the one check of them everywhere."""
+        return Inputs(self.requirements)
 
 
 def _one_or_list(value: object) -> object:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["value_problem"]
+__all__ = ["typed_value", "value_problem"]
 
 _SAID = {
     "minLength": ("expected at least {}", "character"),
@@ -60,3 +60,19 @@ def value_problem(schema: Mapping[str, Any], value: object, name: str = "", *, a
     else:  # required and additional keys of an object: jsonschema says it well
         return _where(error, name) + str(error.message)
     return f"{_where(error, name)}{said}; found {_show(error.instance, as_json)}"
+
+
+def typed_value(schema: Mapping[str, Any], raw: str, name: str) -> Any:  # noqa: ANN401 - any value
+    """``raw``, a value written as text (``-p rounds=3``, ``resume --set score=4``), as ``schema`` types it:
+    a string (or one of an enum of strings) as given, anything else as JSON.
+
+    Raises:
+        ValueError: ``raw`` is not JSON where JSON is needed (the message names ``name``).
+    """
+    enum = schema.get("enum")
+    if schema.get("type") == "string" or (enum and all(isinstance(v, str) for v in enum)):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ValueError(f"{name}: expected {schema.get('type', 'a JSON value')} (as JSON); found {raw!r}") from None

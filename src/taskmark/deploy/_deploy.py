@@ -228,7 +228,7 @@ def check_scheduled_inputs(
     """
     for schedule in schedules:
         given = {**parameters, **(schedule.parameters or {})}
-        missing = [n for n, r in definition.metadata.requirements.items() if r.required and n not in given]
+        missing = [p.name for p in definition.metadata.inputs.problems(given) if p.kind == "missing"]
         if missing:
             names = ", ".join(f"'{n}'" for n in missing)
             raise DeployError(

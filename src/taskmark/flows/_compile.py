@@ -10,7 +10,6 @@ from prefect.states import Completed, Failed
 
 from taskmark.definition import Definition
 from taskmark.flows._artifacts import write_artifacts
-from taskmark.flows._parameters import signature_of
 from taskmark.flows._schedule import run_phases
 from taskmark.tasks import PhaseOutcome, Runtime
 from taskmark.tasks._runtime import CURRENT_RUNTIME
@@ -49,7 +48,7 @@ def compile(definition: Definition) -> Flow[..., Any]:  # noqa: A001 - the produ
         >>> my_flow.name
         'daily-market-analysis'
     """
-    signature, doc = signature_of(definition)
+    signature, doc = definition.metadata.inputs.signature(definition.metadata.description or definition.title)
     max_time = definition.metadata.max_execution_time
 
     async def body(*args: Any, **kwargs: Any) -> State[Any]:  # noqa: ANN401

@@ -9,6 +9,7 @@ from uuid import UUID
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
 
+from taskmark.definition import typed_value
 from taskmark.errors import TaskmarkError
 
 __all__ = ["ControlError", "cancel", "pause", "resume", "review", "unpause"]
@@ -219,17 +220,8 @@ def _typed(schema: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
         if key not in properties or key in ("decision", "note"):
             known = ", ".join(k for k in properties if k not in ("decision", "note")) or "none"
             raise ControlError(f"unknown approval field '{key}'; this approval's fields: {known}")
-        if (
-            properties[key].get("type") == "string"
-            or "enum" in properties[key]
-            and all(isinstance(v, str) for v in properties[key]["enum"])
-        ):
-            typed[key] = raw
-            continue
         try:
-            typed[key] = json.loads(raw)
-        except ValueError:
-            raise ControlError(
-                f"{key}: expected {properties[key].get('type', 'a JSON value')}; found {raw!r}"
-            ) from None
+            typed[key] = typed_value(properties[key], raw, key)
+        except ValueError as error:
+            raise ControlError(str(error)) from None
     return typed

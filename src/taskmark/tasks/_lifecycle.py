@@ -646,8 +646,7 @@ async def preview_context(
     Returns that run's id (None when there is none) and the previews."""
     from taskmark.tasks._referred import latest_runs
 
-    defaults = {name: r.default for name, r in definition.metadata.requirements.items() if not r.required}
-    inputs = {**defaults, **inputs}
+    inputs = definition.metadata.inputs.filled(inputs)
     previous = (await latest_runs({definition.name})).get(definition.name)
     outputs = previous.outputs if previous else {}
     edges = {p.name: p.depends_on for p in definition.phases}

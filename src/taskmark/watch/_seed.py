@@ -200,7 +200,7 @@ class _Checker:
             return self.result(None)
         definition, resolved, text = loaded
         filled = self.params(definition, params, "params" in value)
-        if self.errors or filled is None:
+        if self.errors:
             return self.result(None)
         key = seed_key(definition, text, filled, run_id)
         return self.result(Seed(resolved, definition, filled, key, run_id, rerun is True))
@@ -258,28 +258,13 @@ class _Checker:
             return None
         return report.definition, resolved, text
 
-    def params(self, definition: Definition, params: dict[str, Any], given: bool) -> dict[str, Any] | None:
-        requirements = definition.metadata.requirements
-        known = ", ".join(requirements) or "none"
-        filled: dict[str, Any] = {}
-        for name, item in params.items():
-            requirement = requirements.get(name)
-            if requirement is None:
-                self.error(
-                    self.spans.key(("params", name)),
-                    f"params: unknown input '{name}'; the definition's inputs are: {known}"
-                    + did_you_mean(name, requirements),
-                )
-            elif (problem := requirement.problem(item, as_json=True)) is not None:
-                self.error(self.spans.value(("params", name)), f"params.{name}: {problem}")
+    def params(self, definition: Definition, params: dict[str, Any], given: bool) -> dict[str, Any]:
+        inputs = definition.metadata.inputs
+        for problem in inputs.problems(params, within="params.", as_json=True):
+            if problem.kind == "invalid":
+                self.error(self.spans.value(("params", problem.name)), problem.message)
+            elif problem.kind == "unknown":
+                self.error(self.spans.key(("params", problem.name)), f"params: {problem.message}")
             else:
-                filled[name] = item
-        for name, requirement in requirements.items():
-            if name in params:
-                continue
-            if requirement.required:
-                at = self.spans.key(("params",)) if given else self.spans.root
-                self.error(at, f"params: missing required input '{name}' ({requirement.type})")
-            else:
-                filled[name] = requirement.default
-        return filled
+                self.error(self.spans.key(("params",)) if given else self.spans.root, f"params: {problem.message}")
+        return inputs.filled(params)

@@ -115,7 +115,7 @@ def test_scheduled_inputs_outside_the_bounds_are_errors() -> None:
     result = runner.invoke(app, ["validate", _write(text)])
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == (
-        f"bounded.md:{_at(text, 'topic: ab')}: error: schedule parameter 'topic': expected at least 3 characters; found 'ab'"
+        f"bounded.md:{_at(text, 'ab,')}: error: schedule.parameters.topic: expected at least 3 characters; found 'ab'"
     )
 
 
@@ -172,3 +172,38 @@ def test_the_flow_checks_the_bounds_too() -> None:
     assert flow.validate_parameters({"topic": "tides", "audience": "all"})["depth"] == 2
     with pytest.raises(ParameterTypeError, match=r"depth: Value error, expected at most 5; found 7"):
         flow.validate_parameters({"topic": "tides", "audience": "all", "depth": 7})
+
+
+def test_a_params_file_names_an_unknown_input() -> None:
+    Path("inputs.json").write_text(json.dumps({"topic": "tides", "audience": "all", "deph": 2}))
+    result = runner.invoke(app, ["run", _write(bounded("")), "--params-file", "inputs.json"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --params-file" in result.stderr
+    said = " ".join(result.stderr.replace("│", " ").split())  # as one line, out of its box
+    assert "unknown input 'deph'" in said and "did you mean 'depth'?" in said
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("9", "depth: expected at most 5; found 9"),
+        ("2.5", "depth: expected integer; found 2.5"),
+    ],
+)
+def test_every_way_in_says_a_bad_input_in_the_same_words(value: str, said: str) -> None:
+    """`--param`, a schedule's parameters and a watch-folder seed check inputs through one model:
+    the same words, each pointing where the value was written."""
+    from taskmark.watch._seed import check_seed
+
+    cli = runner.invoke(
+        app, ["run", _write(bounded("")), "-p", "topic=tides", "-p", "audience=all", "-p", f"depth={value}"]
+    )
+    seed = f'{{"definition": "bounded.md", "params": {{"topic": "tides", "audience": "all", "depth": {value}}}}}'
+    seeded = check_seed(seed, path="s.json", base=Path.cwd())
+    scheduled = bounded(
+        f"schedule: {{cron: '0 8 * * *', parameters: {{topic: tides, audience: all, depth: {value}}}}}\n"
+    )
+    validated = runner.invoke(app, ["validate", _write(scheduled)])
+    assert said in " ".join(cli.stderr.replace("│", " ").split())
+    assert f"{_at(scheduled, value + '}}')}: error: schedule.parameters.{said}" in validated.stderr
+    assert [d.msg for d in seeded.diagnostics] == [f"params.{said}"]
