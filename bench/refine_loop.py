@@ -3,15 +3,15 @@
 What is measured, and why this way: a definition cannot ask for 10,000 refinements
 (``maxRefinements`` is at most 20), and through Prefect each iteration costs two task runs
 (critique + refine calls), which would measure Prefect's per-task cost, not taskmark's context
-handling. So this drives taskmark's own critique/refine loop (``_Lifecycle.loop`` from
-``taskmark.tasks._lifecycle``) for one phase whose quality check always fails, with the
+handling. So this drives taskmark's own critique/refine loop (``loop`` from
+``taskmark.tasks._loop``) for one phase whose quality check always fails, with the
 phase's ``maxRefinements`` raised past its limit in memory and the runtime's LLM call replaced
 by an in-process stub that answers at once. Everything else is the product's code: prompt
 rendering (Jinja2 sandbox) for critique and refine, parsing the reply against the declared
 outputs, structure and quality checks, and the merges into the phase's context (critiques,
-answer state, each stage's end kept with ``_Lifecycle.ended``).
+answer state, each stage's end kept with ``Lifecycle.ended``).
 
-A second table times ``_Lifecycle.ended`` alone — the stage-result merge — on a phase that
+A second table times ``Lifecycle.ended`` alone — the stage-result merge — on a phase that
 already holds 1,000 vs 10,000 stage results, per merge.
 
     python bench/refine_loop.py [--repeats 3] [--smoke]
@@ -66,7 +66,7 @@ maxRefinements: 20
 
 
 class StubRuntime:
-    """Just what ``_Lifecycle`` asks of a Runtime during the loop; the call answers at once."""
+    """Just what ``Lifecycle`` asks of a Runtime during the loop; the call answers at once."""
 
     def __init__(self, definition: Any) -> None:
         from taskmark.blocks import Completion
@@ -98,7 +98,8 @@ class StubRuntime:
 def lifecycle_for(iterations: int) -> tuple[Any, StubRuntime]:
     from taskmark.definition import load_definition
     from taskmark.tasks._answers import parse_text
-    from taskmark.tasks._lifecycle import _Lifecycle
+    from taskmark.tasks._checks import check
+    from taskmark.tasks._lifecycle import Lifecycle
 
     definition = load_definition(write_definition(DEFINITION, agents=("a", "critic", "reviser")))
     phase = definition.phase("Draft")
@@ -106,21 +107,22 @@ def lifecycle_for(iterations: int) -> tuple[Any, StubRuntime]:
     # Past the definition format's limit of 20, in memory only.
     object.__setattr__(phase.refine.options, "max_refinements", iterations)
     runtime = StubRuntime(definition)
-    lifecycle = _Lifecycle(definition, phase, {"topic": "tides"}, {}, runtime, {})  # type: ignore[arg-type]
+    lifecycle = Lifecycle(definition, phase, {"topic": "tides"}, {}, runtime, {})  # type: ignore[arg-type]
     for answer in lifecycle.answers:  # what inference and parsing leave behind
         answer.text = '{"summary": "tides", "score": 1}'
         answer.value, _ = parse_text(answer.text, None, phase.outputs)
-        answer.errors = lifecycle.check(answer)
+        answer.errors = check(lifecycle, answer)
     assert all(a.errors for a in lifecycle.answers), "the quality check must fail for the loop to run"
     return lifecycle, runtime
 
 
 async def loop_once(iterations: int) -> tuple[float, int]:
     from taskmark.tasks._context import StageResult
+    from taskmark.tasks._loop import loop
 
     lifecycle, runtime = lifecycle_for(iterations)
     started = time.perf_counter()
-    result = await lifecycle.loop()
+    result = await loop(lifecycle)
     lifecycle.ended("critique", "completed", result)  # the stage's merge, as stage() does it
     elapsed = time.perf_counter() - started
     answer = lifecycle.answers[0]
@@ -130,7 +132,7 @@ async def loop_once(iterations: int) -> tuple[float, int]:
 
 
 def merge_cost(stored: int, merges: int = 2_000) -> float:
-    """Seconds per ``_Lifecycle.ended`` on a phase already holding ``stored`` stage results."""
+    """Seconds per ``Lifecycle.ended`` on a phase already holding ``stored`` stage results."""
     from taskmark.tasks._context import StageResult
 
     lifecycle, _ = lifecycle_for(1)
@@ -163,7 +165,7 @@ def main() -> None:
             per_iteration.setdefault(size, []).append(elapsed / size)
     base = statistics.median(per_iteration[sizes[0]])
     print(
-        f"\n### refine loop (taskmark's _Lifecycle.loop, stubbed LLM), median of {args.repeats}; load {os.getloadavg()[0]:.2f}\n"
+        f"\n### refine loop (taskmark's tasks._loop.loop, stubbed LLM), median of {args.repeats}; load {os.getloadavg()[0]:.2f}\n"
     )
     print(f"| iterations | stub calls | total (s) | per iteration (µs) | × at {sizes[0]:,} |")
     print("| ---: | ---: | ---: | ---: | ---: |")
@@ -172,7 +174,7 @@ def main() -> None:
         print(f"| {size:,} | {calls[size]:,} | {med * size:.3f} | {med * 1e6:.1f} | {med / base:.2f} |")
 
     merges = {size: statistics.median(merge_cost(size) for _ in range(args.repeats)) for size in sizes}
-    print("\n### stage-result merge (_Lifecycle.ended) on a phase holding N stage results\n")
+    print("\n### stage-result merge (Lifecycle.ended) on a phase holding N stage results\n")
     print(f"| stored results | per merge (µs) | × at {sizes[0]:,} |")
     print("| ---: | ---: | ---: |")
     for size in sizes:

@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PhaseEnd", "PhaseOutcome", "StageResult", "StageStatus"]
+from taskmark.errors import TaskmarkError
+
+__all__ = ["PhaseEnd", "PhaseFailed", "PhaseOutcome", "StageResult", "StageStatus"]
 
 StageStatus = Literal["completed", "skipped", "failed"]
 PhaseEnd = Literal["COMPLETED", "FAILED", "NOT_RUN", "TIMED_OUT"]
@@ -51,3 +53,11 @@ class PhaseOutcome(BaseModel):
     def outcome(self) -> str:
         """The state a user sees: ACCEPTED_WITH_ERRORS for a completed phase that failed checks."""
         return "ACCEPTED_WITH_ERRORS" if self.state == "COMPLETED" and self.failed_checks else self.state
+
+
+class PhaseFailed(TaskmarkError):
+    """A phase could not produce its outputs; the message says which stage and why."""
+
+    def __init__(self, phase: str, stage: str, reason: str) -> None:
+        self.phase, self.stage, self.reason = phase, stage, reason
+        super().__init__(f"phase '{phase}' failed in {stage}: {reason}")

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskmark.definition._sandbox import stop_renders_on
 from taskmark.errors import TaskmarkError
 
-__all__ = ["PromptError", "off_loop", "render_prompt"]
+if TYPE_CHECKING:
+    from taskmark.definition import AgentStep
+
+__all__ = ["PromptError", "off_loop", "prompt_of", "render_prompt"]
 
 T = TypeVar("T")
 
@@ -77,3 +80,8 @@ async def render_prompt(what: str, function: Callable[..., str], *args: Any) -> 
         return await off_loop(function, *args)
     except Exception as exc:  # whatever a template raises, say which one it was
         raise PromptError(f"{what} could not be rendered: {exc}") from exc
+
+
+def prompt_of(kind: str, step: AgentStep) -> str:
+    """A step's prompt, for messages: "the prompt of agent 'writer' (flow.md:12:3)"."""
+    return f"the prompt of {kind} '{step.agent}' ({step.location})"
